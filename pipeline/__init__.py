@@ -1,0 +1,1 @@
+"""callreview: recorded-call review for customer-service QA (see README.md)."""

@@ -1,0 +1,132 @@
+"""Early vs current: pair an agent's early calls with current calls on the same question, then
+line up, within a pair, the agent turns that answer the same customer question.
+
+Pairing: one-to-one, best total similarity (Hungarian, scipy's linear_sum_assignment). Calls
+with a `topic` only pair within the same topic; similarity is TF-IDF cosine of the calls'
+words (jieba), so with or without topics the pair asks the same question.
+Utterance alignment: in order (a monotone alignment, Needleman-Wunsch style), scoring each
+agent turn by its own text and the customer turn it answers (character-bigram TF-IDF).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from pipeline.config import load_thresholds
+from pipeline.text import char_ngrams, words
+
+
+@dataclass(frozen=True)
+class CallDoc:
+    call_id: str
+    topic: str | None
+    text: str  # the call's transcript, both speakers
+
+
+@dataclass(frozen=True)
+class CallPair:
+    early_call_id: str
+    current_call_id: str
+    topic: str | None
+    similarity: float
+
+
+@dataclass(frozen=True)
+class Turn:
+    """An agent utterance with the customer turn it answers (empty when none precedes it)."""
+
+    utterance_id: int
+    text: str
+    context: str
+
+
+@dataclass(frozen=True)
+class AlignedTurn:
+    early_utterance_id: int
+    current_utterance_id: int
+    similarity: float
+
+
+def tfidf(docs: list[list[str]]) -> np.ndarray:
+    """L2-normalised TF-IDF rows (smooth idf), a dense matrix: calls are few per agent."""
+    vocab = {t: i for i, t in enumerate(sorted({t for d in docs for t in d}))}
+    if not vocab:
+        return np.zeros((len(docs), 1))
+    tf = np.zeros((len(docs), len(vocab)))
+    for r, d in enumerate(docs):
+        for t, c in Counter(d).items():
+            tf[r, vocab[t]] = c
+    df = (tf > 0).sum(axis=0)
+    m = tf * (np.log((1 + len(docs)) / (1 + df)) + 1)
+    norm = np.linalg.norm(m, axis=1, keepdims=True)
+    return m / np.where(norm > 0, norm, 1)
+
+
+def pair_calls(early: list[CallDoc], current: list[CallDoc]) -> list[CallPair]:
+    if not early or not current:
+        return []
+    vecs = tfidf([words(d.text) for d in early + current])
+    sim = vecs[: len(early)] @ vecs[len(early) :].T
+    allowed = np.array([[e.topic is None or c.topic is None or e.topic == c.topic for c in current]
+                        for e in early])
+    cost = np.where(allowed, -sim, 1e6)  # a forbidden cell costs more than any real pairing
+    rows, cols = linear_sum_assignment(cost)
+    pairs = []
+    for r, c in zip(rows, cols, strict=True):
+        if not allowed[r, c]:
+            continue
+        e, k = early[r], current[c]
+        pairs.append(CallPair(e.call_id, k.call_id, e.topic or k.topic, round(float(sim[r, c]), 4)))
+    return pairs
+
+
+def agent_turns(utts: list[tuple[int, str, str]]) -> list[Turn]:
+    """(utterance_id, speaker, text) in call order -> agent turns with their customer context."""
+    turns: list[Turn] = []
+    context = ""
+    for uid, speaker, text in utts:
+        if speaker == "customer":
+            context = text
+        else:
+            turns.append(Turn(uid, text, context))
+    return turns
+
+
+def align_turns(early: list[Turn], current: list[Turn]) -> list[AlignedTurn]:
+    """Monotone alignment maximising total similarity; weak matches are left unaligned."""
+    cfg = load_thresholds()["alignment"]
+    if not early or not current:
+        return []
+    n = len(early)
+    vec_text = tfidf([char_ngrams(t.text) for t in early + current])
+    vec_ctx = tfidf([char_ngrams(t.context) for t in early + current])
+    sim = 0.5 * (vec_text[:n] @ vec_text[n:].T) + 0.5 * (vec_ctx[:n] @ vec_ctx[n:].T)
+    gap = cfg["gap_penalty"]
+    rows, cols = sim.shape
+    score = np.zeros((rows + 1, cols + 1))
+    move = np.zeros((rows + 1, cols + 1), dtype=np.int8)  # 0 diag, 1 up, 2 left
+    score[1:, 0] = -gap * np.arange(1, rows + 1)
+    score[0, 1:] = -gap * np.arange(1, cols + 1)
+    move[1:, 0], move[0, 1:] = 1, 2
+    for i in range(1, rows + 1):
+        for j in range(1, cols + 1):
+            options = (score[i - 1, j - 1] + sim[i - 1, j - 1], score[i - 1, j] - gap, score[i, j - 1] - gap)
+            move[i, j] = int(np.argmax(options))
+            score[i, j] = options[move[i, j]]
+    out: list[AlignedTurn] = []
+    i, j = rows, cols
+    while i > 0 and j > 0:
+        if move[i, j] == 0:
+            s = float(sim[i - 1, j - 1])
+            if s >= cfg["min_similarity"]:
+                out.append(AlignedTurn(early[i - 1].utterance_id, current[j - 1].utterance_id, round(s, 4)))
+            i, j = i - 1, j - 1
+        elif move[i, j] == 1:
+            i -= 1
+        else:
+            j -= 1
+    return out[::-1]

@@ -1,0 +1,122 @@
+"""Per-utterance and per-call figures for one call: the tone and clarity modules put together.
+
+Only figures that need nothing but this call are computed here; baseline-relative ones
+(agitation, pitch vs the agent's early calls) are in pipeline.derive.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pipeline.audio import SAMPLE_RATE
+from pipeline.clarity import call_clarity, word_count_and_jargon
+from pipeline.config import load_thresholds
+from pipeline.records import CallAudio, CallFigures, Utterance, UtteranceFigures
+from pipeline.text import n_chars
+from pipeline.tone import Acoustics, acoustics, phrase_counts, speech_rate_cpm, turn_taking
+
+
+def _clip(audio: CallAudio, u: Utterance) -> np.ndarray:
+    x = audio.mono if audio.layout == "mono" else audio.channel(u.speaker)
+    assert x is not None
+    return x[int(u.start_s * SAMPLE_RATE) : int(u.end_s * SAMPLE_RATE)]
+
+
+def _per_min(count: int, seconds: float) -> float | None:
+    return count / (seconds / 60) if seconds > 0 else None
+
+
+def measure_call(
+    call_id: str, audio: CallAudio, utts: list[Utterance]
+) -> tuple[list[UtteranceFigures], CallFigures]:
+    tone_cfg = load_thresholds()["tone"]
+    two_channels = audio.layout != "mono"
+    turns = turn_taking(utts, two_channels)
+    acs: list[Acoustics] = [acoustics(_clip(audio, u)) for u in utts]
+
+    figures: list[UtteranceFigures] = []
+    for u, ac, ov, intr in zip(utts, acs, turns.overlap_s, turns.interrupts, strict=True):
+        hits = phrase_counts(u.text)
+        n_words, jargon = word_count_and_jargon(u.text)
+        figures.append(UtteranceFigures(
+            call_id=call_id, utterance_id=u.utterance_id, n_chars=n_chars(u.text),
+            speech_rate_cpm=speech_rate_cpm(u.text, u.duration_s),
+            pitch_median_hz=ac.pitch_median_hz, pitch_range_st=ac.pitch_range_st,
+            loudness_dbfs=ac.loudness_dbfs, loudness_std_db=ac.loudness_std_db,
+            politeness_hits=hits.get("politeness", 0), impatience_hits=hits.get("impatience", 0),
+            confirmation_hits=hits.get("confirmation", 0), confusion_hits=hits.get("confusion", 0),
+            structure_hits=hits.get("structure", 0), jargon_hits=jargon, n_words=n_words,
+            overlaps_other_s=round(ov, 3) if two_channels else 0.0,
+            interrupts=intr if two_channels else False,
+        ))
+
+    def side(speaker: str) -> list[int]:
+        return [i for i, u in enumerate(utts) if u.speaker == speaker]
+
+    agent, customer = side("agent"), side("customer")
+    agent_s = sum(utts[i].duration_s for i in agent)
+    customer_s = sum(utts[i].duration_s for i in customer)
+    agent_chars = sum(figures[i].n_chars for i in agent)
+    customer_chars = sum(figures[i].n_chars for i in customer)
+    fast_s = sum(utts[i].duration_s for i in agent
+                 if (figures[i].speech_rate_cpm or 0) > tone_cfg["speech_rate_max_cpm"])
+
+    def pooled_pitch(idx: list[int]) -> np.ndarray:
+        parts = [acs[i].voiced_pitch_hz for i in idx if acs[i].voiced_pitch_hz.size]
+        return np.concatenate(parts) if parts else np.empty(0)
+
+    def pooled_loudness(idx: list[int]) -> float | None:
+        # Power mean weighted by duration: a long loud explanation counts more than "嗯".
+        vals = [(figures[i].loudness_dbfs, utts[i].duration_s) for i in idx
+                if figures[i].loudness_dbfs is not None]
+        if not vals:
+            return None
+        power = sum(10 ** (db / 10) * d for db, d in vals) / sum(d for _, d in vals)
+        return float(10 * np.log10(power))
+
+    agent_pitch = pooled_pitch(agent)
+    customer_pitch = pooled_pitch(customer)
+    agent_db = [figures[i].loudness_dbfs for i in agent if figures[i].loudness_dbfs is not None]
+    clarity = call_clarity(utts)
+    total_words = sum(figures[i].n_words for i in agent)
+    politeness = sum(figures[i].politeness_hits for i in agent)
+    impatience = sum(figures[i].impatience_hits for i in agent)
+    jargon = sum(figures[i].jargon_hits for i in agent)
+
+    call = CallFigures(
+        call_id=call_id,
+        agent_speech_s=round(agent_s, 3),
+        customer_speech_s=round(customer_s, 3),
+        agent_talk_ratio=agent_s / (agent_s + customer_s) if agent_s + customer_s > 0 else None,
+        agent_speech_rate_cpm=agent_chars / (agent_s / 60) if agent_s > 0 else None,
+        customer_speech_rate_cpm=customer_chars / (customer_s / 60) if customer_s > 0 else None,
+        agent_fast_speech_share=fast_s / agent_s if agent_s > 0 else None,
+        agent_pitch_median_hz=float(np.median(agent_pitch)) if agent_pitch.size else None,
+        agent_pitch_range_st=float(np.subtract(*np.percentile(12 * np.log2(agent_pitch), [90, 10])))
+        if agent_pitch.size else None,
+        customer_pitch_median_hz=float(np.median(customer_pitch)) if customer_pitch.size else None,
+        agent_loudness_dbfs=pooled_loudness(agent),
+        agent_loudness_std_db=float(np.std(agent_db)) if len(agent_db) > 1 else None,
+        customer_loudness_dbfs=pooled_loudness(customer),
+        dead_air_count=turns.dead_air_count,
+        dead_air_total_s=round(turns.dead_air_total_s, 3),
+        overtalk_count=turns.overtalk_count if two_channels else None,
+        overtalk_total_s=round(turns.overtalk_total_s, 3) if two_channels else None,
+        agent_interruptions=turns.agent_interruptions if two_channels else None,
+        customer_interruptions=turns.customer_interruptions if two_channels else None,
+        response_latency_median_s=float(np.median(turns.latencies_s)) if turns.latencies_s else None,
+        agent_politeness_count=politeness,
+        agent_politeness_per_min=_per_min(politeness, agent_s),
+        agent_impatience_count=impatience,
+        agent_impatience_per_min=_per_min(impatience, agent_s),
+        agent_sentence_chars_mean=clarity.sentence_chars_mean,
+        agent_long_sentence_share=clarity.long_sentence_share,
+        agent_structure_count=sum(figures[i].structure_hits for i in agent),
+        agent_jargon_count=jargon,
+        agent_jargon_per_100_words=100 * jargon / total_words if total_words else None,
+        agent_confirmation_count=sum(figures[i].confirmation_hits for i in agent),
+        customer_confusion_count=sum(figures[i].confusion_hits for i in customer),
+        agent_repeat_count=clarity.repeat_count,
+        agent_chars_per_customer_turn=clarity.chars_per_customer_turn,
+    )
+    return figures, call

@@ -1,0 +1,97 @@
+"""Transcript text: simplified Chinese, PII masking, phrase counting, tokenising.
+
+Everything stored or scored goes through `normalise` first, so counts and similarities see
+the same text analysts read.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from functools import lru_cache
+
+import jieba
+import opencc
+
+from pipeline.config import DATA_DIR, load_jargon
+
+jieba.setLogLevel(logging.WARNING)
+
+# Whisper often answers in traditional characters; OpenCC t2s beat a "simplified" prompt on CER
+# here and cannot leak into silences the way a prompt can.
+_T2S = opencc.OpenCC("t2s")
+
+# PII: long digit runs (phones, ID cards, bank cards, order numbers) in Arabic digits or spoken
+# Chinese numerals. Seven or more digits never carry QA meaning, and masking them keeps the
+# database shareable with analysts.
+_DIGITS = "0-9０-９零〇一二三四五六七八九幺两"
+_PII_PATTERNS = [
+    (re.compile(r"\d{17}[\dXx]"), "<ID>"),
+    (re.compile(rf"(?:[{_DIGITS}][\s-]?){{7,}}"), "<NUM>"),
+    (re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+"), "<EMAIL>"),
+]
+_PUNCT = re.compile(r"[\s，。？！、；：,.?!;:\"'“”‘’()（）《》【】…—\-]+")
+
+
+def to_simplified(text: str) -> str:
+    return _T2S.convert(text)
+
+
+def mask_pii(text: str) -> str:
+    for pattern, token in _PII_PATTERNS:
+        text = pattern.sub(token, text)
+    return text
+
+
+def normalise(text: str) -> str:
+    """Whisper output -> stored text: simplified, trimmed, PII-masked."""
+    return mask_pii(to_simplified(text).strip())
+
+
+def strip_punct(text: str) -> str:
+    return _PUNCT.sub("", text)
+
+
+def n_chars(text: str) -> int:
+    """Spoken characters: what 字/分钟 counts (no punctuation, spaces or mask tokens)."""
+    return len(strip_punct(re.sub(r"<[A-Z]+>", "", text)))
+
+
+def count_phrases(text: str, phrases: tuple[str, ...]) -> int:
+    """Occurrences of any listed phrase; a longer phrase hides the shorter ones inside it."""
+    count = 0
+    remaining = text
+    for phrase in sorted(phrases, key=len, reverse=True):
+        if phrase and phrase in remaining:
+            count += remaining.count(phrase)
+            remaining = remaining.replace(phrase, "\0")
+    return count
+
+
+@lru_cache(maxsize=1)
+def _jieba_ready() -> bool:
+    for term in load_jargon():
+        jieba.add_word(term, freq=2000)
+    return True
+
+
+def words(text: str) -> list[str]:
+    """jieba words without punctuation, jargon kept whole."""
+    _jieba_ready()
+    return [w for w in jieba.lcut(strip_punct(text)) if w.strip()]
+
+
+def char_ngrams(text: str, n: int = 2) -> list[str]:
+    s = strip_punct(text)
+    return [s[i : i + n] for i in range(len(s) - n + 1)] or ([s] if s else [])
+
+
+@lru_cache(maxsize=1)
+def hallucinations() -> tuple[str, ...]:
+    lines = (DATA_DIR / "hallucinations.txt").read_text(encoding="utf-8").splitlines()
+    return tuple(to_simplified(x.strip()) for x in lines if x.strip() and not x.startswith("#"))
+
+
+def is_hallucination(text: str) -> bool:
+    simplified = to_simplified(text)
+    return any(h in simplified for h in hallucinations())
