@@ -37,14 +37,14 @@ def assign_cohorts(calls: pd.DataFrame) -> pd.DataFrame:
         hired = pd.to_datetime(g["agent_hired_at"])
         g["tenure_days"] = (recorded.dt.normalize() - hired).dt.days.astype("Int64")
         has_hire = hired.notna()
-        early = (has_hire & (g["tenure_days"] <= cfg["early_days"])).to_numpy()
+        early = (has_hire & (g["tenure_days"] <= cfg["early_days"])).to_numpy(dtype=bool, copy=True)
         no_hire = ~has_hire.to_numpy()
         if no_hire.any():  # earliest K of the calls without a hire date
             idx = np.flatnonzero(no_hire)[:k]
             early[idx] = True
         latest = recorded.max()
         if has_hire.all():
-            current = (recorded >= latest - pd.Timedelta(days=cfg["current_days"])).to_numpy()
+            current = (recorded >= latest - pd.Timedelta(days=cfg["current_days"])).to_numpy(copy=True)
         else:
             current = np.zeros(len(g), dtype=bool)
             current[-k:] = True

@@ -133,8 +133,11 @@ def fmt_num(value: object, signed: bool = False) -> str:
     """A figure at a precision that suits its size; '–' for missing."""
     if _missing(value):
         return "–"
-    v = float(value)  # type: ignore[arg-type]
-    digits = 0 if abs(v) >= 100 else 1 if abs(v) >= 10 else 2
+    # + 0.0 turns -0.0 into 0.0
+    v = float(value) + 0.0  # type: ignore[arg-type]
+    if v.is_integer() and abs(v) < 1e9:  # counts read as counts
+        return f"{int(v):+d}" if signed else f"{int(v)}"
+    digits = 0 if abs(v) >= 100 else 1 if abs(v) >= 1 else 2
     return f"{v:+.{digits}f}" if signed else f"{v:.{digits}f}"
 
 
@@ -315,11 +318,13 @@ def tenure_svg(points: pd.DataFrame, x_is_date: bool, unit: str) -> Markup:
     # axes and gridlines with three y ticks
     parts.append(f'<line class="axis" x1="{PAD_L}" y1="{h - PAD_B}" x2="{w - PAD_R}" y2="{h - PAD_B}"/>')
     parts.append(f'<line class="axis" x1="{PAD_L}" y1="{PAD_T}" x2="{PAD_L}" y2="{h - PAD_B}"/>')
+    span = y_hi - y_lo - 2 * y_pad
+    digits = 0 if span >= 20 else 1 if span >= 2 else 2  # one precision for the whole axis
     for v in (y_lo + y_pad, (y_lo + y_hi) / 2, y_hi - y_pad):
         y = sy(v)
         parts.append(f'<line class="grid" x1="{PAD_L}" y1="{y:.1f}" x2="{w - PAD_R}" y2="{y:.1f}"/>')
         parts.append(f'<text class="tick" x="{PAD_L - 4}" y="{y + 3:.1f}" text-anchor="end">'
-                     f'{escape(fmt_num(v))}</text>')
+                     f'{v + 0.0:.{digits}f}</text>')
 
     def x_label(v: float) -> str:
         if x_is_date:
@@ -666,11 +671,12 @@ def build_report(con: duckdb.DuckDBPyConnection, agent_id: str, max_pairs: int |
     )
 
 
-def write_report(db: str | Path, agent_id: str, out: str | Path) -> Path:
+def write_report(db: str | Path, agent_id: str, out: str | Path,
+                 max_pairs: int | None = None) -> Path:
     """Write the report for `agent_id` from the database file `db` (opened read-only)."""
     con = store.connect(db, read_only=True)  # FileNotFoundError when there is no database
     try:
-        html = build_report(con, agent_id)
+        html = build_report(con, agent_id, max_pairs)
     finally:
         con.close()
     out = Path(out)

@@ -243,7 +243,7 @@ def test_changes_listed_largest_first_with_units(db: Path) -> None:
     html = render(db)
     first = html.split('class="changes"', 2)[1]
     # loudness -6 dB is 3 baseline σ, speech rate +40 字/分钟 is 1.6 σ, pitch 0.5 st is 0.5 σ
-    assert first.index("-6.0 dB") < first.index("+40.0 字/分钟") < first.index("+0.50 st")
+    assert first.index("-6 dB") < first.index("+40 字/分钟") < first.index("+0.50 st")
 
 
 def test_max_pairs_limits_pairs(db: Path) -> None:
@@ -296,3 +296,35 @@ def test_encode_clip_round_trips(fmt: str) -> None:
     assert mime == {"MP3": "audio/mpeg", "WAV": "audio/wav"}[fmt]
     y, sr = sf.read(io.BytesIO(data))
     assert sr == 16_000 and len(y) / sr == pytest.approx(1.5, abs=0.08)
+
+
+def test_mono_recording_clips_the_mix(db: Path) -> None:
+    t = np.arange(int(CALL_S * FILE_SR)) / FILE_SR
+    mono = (0.3 * np.sin(2 * np.pi * AGENT_TONE_HZ * t)).astype(np.float32)
+    sf.write(db.parent / "audio" / "c2.wav", mono, FILE_SR, subtype="PCM_16")
+    con = store.connect(db)
+    con.execute("UPDATE call_log SET channels = 'mono' WHERE call_id = 'c2'")
+    con.close()
+    found = clips(render(db))
+    assert len(found) == 2 * len(ALIGNED)
+    _, data, sr = found[-1]  # c2's answer, the last clip on the page
+    assert len(data) / sr == pytest.approx(expected_duration(3.0, 4.2), abs=0.08)
+    assert dominant_hz(data, sr) == pytest.approx(AGENT_TONE_HZ, abs=15)
+
+
+def test_without_tenure_charts_use_recording_dates(db: Path) -> None:
+    con = store.connect(db)
+    con.execute("UPDATE call_derived SET tenure_days = NULL")
+    con.close()
+    html = render(db)
+    assert "录音日期 recorded_at" in html and "2024-01-20" in html
+
+
+def test_agent_without_derived_data_still_renders(db: Path) -> None:
+    con = store.connect(db, read_only=True)
+    try:
+        html = build_report(con, "B001")  # one call, never measured or paired
+    finally:
+        con.close()
+    assert "B001" in html and "无数据 no data" in html
+    assert "No early/current call pairs" in html and "<audio" not in html

@@ -1,0 +1,57 @@
+"""Text normalisation, phrase counting and clarity figures on real Chinese text."""
+
+from pipeline.clarity import bigram_jaccard, call_clarity, sentences, word_count_and_jargon
+from pipeline.records import Utterance
+from pipeline.text import count_phrases, is_hallucination, mask_pii, n_chars, normalise
+from pipeline.tone import phrase_counts
+
+
+def test_normalise_simplifies_and_masks_pii():
+    assert normalise(" 請問您的訂單號碼 ") == "请问您的订单号码"
+    assert mask_pii("我的手机是13812345678") == "我的手机是<NUM>"
+    assert mask_pii("身份证11010519491231002X") == "身份证<ID>"
+    assert mask_pii("卡号六二二八四八零三二一") == "卡号<NUM>"
+    assert mask_pii("三天后到账") == "三天后到账"  # short numbers stay
+
+
+def test_n_chars_counts_spoken_characters_only():
+    assert n_chars("您好，请问？ <NUM> ok") == 6
+
+
+def test_longer_phrase_hides_the_shorter_inside_it():
+    assert count_phrases("我已经说得很明白了，我说了", ("我已经说得很明白了", "我说了")) == 2
+    assert count_phrases("不好意思", ("不好意思", "意思")) == 1
+
+
+def test_phrase_lists_from_the_data_file():
+    hits = phrase_counts("不是跟你说了吗，这不是我们的问题")
+    assert hits["impatience"] == 2 and hits["politeness"] == 0
+    assert phrase_counts("您看这样清楚吗？还有什么问题吗？")["confirmation"] == 2
+    assert phrase_counts("什么意思？我没听懂，您再说一遍")["confusion"] == 3
+    assert phrase_counts("首先，然后，最后")["structure"] == 3
+
+
+def test_jargon_uses_the_domain_dictionary_as_whole_words():
+    n_words, jargon = word_count_and_jargon("退款会原路退回，需要三个工作日到账")
+    assert jargon == 3 and n_words >= 6
+
+
+def test_sentences_and_repeats_and_answer_length():
+    assert sentences("首先退款。然后到账！好的") == ["首先退款", "然后到账", "好的"]
+    assert bigram_jaccard("退款会原路退回到您的卡上", "退款会原路退回到您的卡上") == 1.0
+    utts = [
+        Utterance("c", 0, "agent", 0, 2, "您好，请问有什么可以帮您"),
+        Utterance("c", 1, "customer", 2, 4, "我的退款什么时候到"),
+        Utterance("c", 2, "agent", 4, 8, "退款会原路退回到您的银行卡上，三个工作日到账"),
+        Utterance("c", 3, "customer", 8, 9, "什么意思"),
+        Utterance("c", 4, "agent", 9, 13, "退款会原路退回到您的银行卡上，三个工作日内到账"),
+    ]
+    c = call_clarity(utts)
+    assert c.repeat_count == 1
+    assert c.chars_per_customer_turn == (n_chars(utts[2].text) + n_chars(utts[4].text)) / 2
+    assert c.long_sentence_share == 0.0
+
+
+def test_known_whisper_hallucinations_are_recognised():
+    assert is_hallucination("字幕由Amara.org社區提供")
+    assert not is_hallucination("您好，请问有什么可以帮您")
