@@ -15,7 +15,7 @@ TABLES = {"runs", "failures", "agent_drift", "call_pairs", "aligned_utterances"}
 def test_schema_has_every_contract_name(tmp_path):
     con = store.connect(tmp_path / "x.duckdb")
     names = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-    assert VIEWS | TABLES <= names
+    assert names >= VIEWS | TABLES
     cols = {r[0] for r in con.execute("SELECT column_name FROM information_schema.columns "
                                       "WHERE table_name = 'calls'").fetchall()}
     assert {"call_id", "agent_id", "recorded_at", "tenure_days", "cohort", "duration_s", "status", "error"} <= cols

@@ -1,0 +1,93 @@
+"""Window packing, timestamp parsing and text assignment; the real model on real speech and
+on line noise (where no text may be invented)."""
+
+import numpy as np
+import pytest
+import soundfile as sf
+from whisper.tokenizer import get_tokenizer
+
+from pipeline.audio import SAMPLE_RATE, load_call
+from pipeline.models import VERIFY_AUDIO, VERIFY_TEXT, cer
+from pipeline.records import CallAudio, Segment
+from pipeline.transcribe import (
+    GAP_S,
+    Piece,
+    Window,
+    _assign,
+    _timed_segments,
+    pack_windows,
+    transcribe_calls,
+)
+from pipeline.vad import find_segments
+
+
+def _audio(seconds: float) -> CallAudio:
+    n = int(seconds * SAMPLE_RATE)
+    rng = np.random.default_rng(0)
+    return CallAudio(SAMPLE_RATE, seconds, 8000, 2, "agent_left", "x",
+                     agent=rng.normal(0, 0.1, n).astype(np.float32),
+                     customer=rng.normal(0, 0.1, n).astype(np.float32))
+
+
+def test_windows_hold_one_speaker_and_at_most_30_s():
+    segs = [Segment(i * 4.0, i * 4.0 + 3.0, "agent" if i % 2 == 0 else "customer") for i in range(30)]
+    windows = pack_windows("c", _audio(125.0), segs)
+    for w in windows:
+        assert len(w.audio) <= 30 * SAMPLE_RATE
+        assert len({p.segment.speaker for p in w.pieces}) == 1
+        expected_offsets = [i * (3.0 + GAP_S) for i in range(len(w.pieces))]
+        assert [p.offset_s for p in w.pieces] == pytest.approx(expected_offsets)
+    assert sum(len(w.pieces) for w in windows) == 30
+
+
+def test_timestamp_tokens_split_text_into_timed_segments():
+    tok = get_tokenizer(True, num_languages=99, language="zh", task="transcribe")
+    ts = lambda s: tok.timestamp_begin + round(s / 0.02)  # noqa: E731
+    tokens = [ts(0.0), *tok.encode("您好"), ts(1.0), ts(1.6), *tok.encode("请问"), ts(2.4), tok.eot]
+    assert _timed_segments(tokens, tok, 30.0) == [(0.0, 1.0, "您好"), (1.6, 2.4, "请问")]
+
+
+def test_text_spanning_two_pieces_is_split_by_overlap():
+    w = Window("c", np.zeros(1), [Piece(Segment(10, 12, "agent"), 0.0), Piece(Segment(20, 22, "agent"), 2.6)])
+    _assign(w, [(0.0, 2.0, "第一句话"), (2.6, 4.6, "第二句话"), (1.0, 3.6, "一半一半")])
+    assert w.pieces[0].texts == ["第一句话", "一半"] and w.pieces[1].texts == ["第二句话", "一半"]
+
+
+def _call_with_clip(tmp_path, left_gap_s=3.0):
+    clip, sr = sf.read(VERIFY_AUDIO, dtype="float32")
+    assert sr == SAMPLE_RATE
+    n = len(clip) + int((left_gap_s + 4) * sr)
+    rng = np.random.default_rng(1)
+    left, right = rng.normal(0, 1e-3, n), rng.normal(0, 1e-3, n)  # about -60 dBFS line noise
+    start = int(left_gap_s * sr)
+    left[start : start + len(clip)] += clip
+    path = tmp_path / "call.wav"
+    sf.write(path, np.stack([left, right], 1).astype(np.float32), sr)
+    # the clip itself has leading and trailing silence: true speech edges by energy
+    voiced = np.flatnonzero(np.abs(clip) > 0.02)
+    return path, left_gap_s + voiced[0] / sr, left_gap_s + voiced[-1] / sr
+
+
+@pytest.mark.slow
+def test_real_speech_becomes_one_agent_utterance_with_its_text(asr_model, tmp_path):
+    path, start, end = _call_with_clip(tmp_path)
+    audio = load_call(path)
+    segs = find_segments(audio)
+    utts = transcribe_calls(asr_model, [("c", audio, segs)])["c"]
+    assert [u.speaker for u in utts] == ["agent"]
+    assert utts[0].start_s == pytest.approx(start, abs=0.3) and utts[0].end_s == pytest.approx(end, abs=0.3)
+    assert cer(utts[0].text, VERIFY_TEXT.read_text(encoding="utf-8").strip()) <= 0.2
+    assert utts[0].text == utts[0].text.encode("utf-8").decode("utf-8")
+    assert "歡" not in utts[0].text and "请问" in utts[0].text  # simplified output
+
+
+@pytest.mark.slow
+def test_line_noise_and_silence_give_no_utterances(asr_model):
+    rng = np.random.default_rng(2)
+    n = 20 * SAMPLE_RATE
+    audio = CallAudio(SAMPLE_RATE, 20.0, 8000, 2, "agent_left", "x",
+                      agent=rng.normal(0, 1e-3, n).astype(np.float32), customer=np.zeros(n, np.float32))
+    segs = find_segments(audio)
+    # even if VAD fired, Whisper must not invent text; force a decode of the whole noise too
+    forced = segs or [Segment(0.0, 20.0, "agent")]
+    assert transcribe_calls(asr_model, [("c", audio, forced)])["c"] == []
