@@ -1,0 +1,567 @@
+"""ASR benchmark: callreview's transcription stage against open peers, same weights, one run.
+
+Every system runs Whisper *base* (multilingual) with the same tensors: our converted openai
+checkpoint (models/whisper-base.pt) or the CTranslate2 folder it was converted from
+(models/whisper-base-ct2). Each system runs in its own subprocess (this script re-invoked with
+--worker SYSTEM), so model load, warm-up and peak memory never leak from one system to the next.
+
+    plan (parent) -> one worker per system -> hypotheses + timings (JSON) -> CER (parent)
+                                                                          -> table + JSON file
+
+Data, read from ../shared/eval/asr and sample_audio/ (skipped with a message when absent):
+- "call-like channels": eval clips concatenated, 10 per channel, with 1-3 s gaps of -60 dBFS
+  noise before, between and after them (fixed seed), separately for read speech (AISHELL) and
+  customer-service speech (Magic Data). Reference: the clips' transcripts joined.
+- the sample calls: each stereo call's agent and customer channels, against the scripted turns.
+- 20 s of line noise (white noise + 50 Hz hum, -60 dBFS each): every character output is
+  invented.
+
+Run from the repo root (see benchmarks/README.md):
+    .venv/bin/python scripts/benchmark.py                      # everything, all systems
+    .venv/bin/python scripts/benchmark.py --limit 10 --systems callreview,fw-int8
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib.metadata
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+EVAL_DIR = ROOT.parent / "shared" / "eval" / "asr"
+SAMPLES_DIR = ROOT / "sample_audio"
+RESULTS_DIR = ROOT / "benchmarks" / "results"
+
+SR = 16_000
+CLIPS_PER_CHANNEL = 10
+GAP_RANGE_S = (1.0, 3.0)
+NOISE_DBFS = -60.0
+NOISE_TEST_S = 20.0
+WARMUP_S = 10.0
+LOAD_WARNING = 2.5  # 1-minute load average above this: timings are not trustworthy
+
+DOMAINS = ("read", "customer_service", "sample_calls")
+DOMAIN_LABELS = {"read": "CER read", "customer_service": "CER customer-service",
+                 "sample_calls": "CER sample calls"}
+
+
+# --------------------------------------------------------------------------------------------
+# Systems
+# --------------------------------------------------------------------------------------------
+
+
+class Transcriber(Protocol):
+    def load(self) -> None: ...
+
+    def transcribe(self, channels: dict[str, np.ndarray]) -> dict[str, str]:
+        """One call: {speaker: 16 kHz float32 mono channel} -> {speaker: text}."""
+        ...
+
+
+class Callreview:
+    """Our stage: silero VAD per channel, utterances packed into 30 s windows, batched decode."""
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+
+    def load(self) -> None:
+        import torch
+
+        torch.set_num_threads(self.threads)  # pipeline.vad keeps the count it finds at import
+        import pipeline.transcribe
+        from pipeline.models import load_asr_model
+        from pipeline.text import to_simplified
+        from pipeline.vad import find_segments
+
+        # Score the words, not the privacy rule: PII masking would turn a correctly heard
+        # 7+ digit run into "<NUM>", which no reference contains. Nothing else changes.
+        pipeline.transcribe.normalise = lambda text: to_simplified(text).strip()
+        self.find_segments = find_segments
+        self.transcribe_calls = pipeline.transcribe.transcribe_calls
+        self.model = load_asr_model(device="cpu")
+
+    def transcribe(self, channels: dict[str, np.ndarray]) -> dict[str, str]:
+        from pipeline.records import CallAudio
+
+        empty = np.zeros(0, dtype=np.float32)  # a one-channel call: nothing on the other side
+        agent, customer = channels.get("agent", empty), channels.get("customer", empty)
+        audio = CallAudio(sr=SR, duration_s=max(len(agent), len(customer)) / SR, source_sr=SR,
+                          n_channels=2, layout="agent_left", sha256="", agent=agent,
+                          customer=customer)
+        segments = self.find_segments(audio)
+        utterances = self.transcribe_calls(self.model, [("call", audio, segments)])["call"]
+        return {speaker: "".join(u.text for u in utterances if u.speaker == speaker)
+                for speaker in channels}
+
+
+class OpenaiTranscribe:
+    """The naive baseline: openai-whisper's own transcribe() over each whole channel."""
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+
+    def load(self) -> None:
+        import torch
+
+        torch.set_num_threads(self.threads)
+        from pipeline.models import load_asr_model
+
+        self.model = load_asr_model(device="cpu")
+
+    def transcribe(self, channels: dict[str, np.ndarray]) -> dict[str, str]:
+        out = {}
+        for speaker, x in channels.items():
+            result = self.model.transcribe(x, language="zh", condition_on_previous_text=False,
+                                           fp16=False, verbose=None)
+            out[speaker] = str(result["text"])
+        return out
+
+
+class FasterWhisper:
+    """faster-whisper (CTranslate2) on the same weights; batched = BatchedInferencePipeline."""
+
+    def __init__(self, threads: int, compute_type: str, beam_size: int, batched: bool) -> None:
+        self.threads = threads
+        self.compute_type = compute_type
+        self.beam_size = beam_size
+        self.batched = batched
+
+    def load(self) -> None:
+        from faster_whisper import BatchedInferencePipeline, WhisperModel
+
+        from pipeline.models import prepare_ct2_dir
+
+        model = WhisperModel(str(prepare_ct2_dir()), device="cpu",
+                             compute_type=self.compute_type, cpu_threads=self.threads)
+        self.model = model
+        self.pipeline = BatchedInferencePipeline(model) if self.batched else None
+
+    def transcribe(self, channels: dict[str, np.ndarray]) -> dict[str, str]:
+        out = {}
+        for speaker, x in channels.items():
+            if self.pipeline is not None:
+                segments, _ = self.pipeline.transcribe(x, language="zh", batch_size=8,
+                                                       beam_size=self.beam_size)
+            else:
+                segments, _ = self.model.transcribe(x, language="zh", vad_filter=True,
+                                                    condition_on_previous_text=False,
+                                                    beam_size=self.beam_size)
+            out[speaker] = "".join(s.text for s in segments)  # a generator: decoding runs here
+        return out
+
+
+@dataclass(frozen=True)
+class SystemInfo:
+    label: str
+    beam: int
+    make: Callable[[int], Transcriber]  # threads -> transcriber
+
+
+SYSTEMS: dict[str, SystemInfo] = {
+    "callreview": SystemInfo("callreview (VAD + 30 s windows, batched)", 1, Callreview),
+    "openai-transcribe": SystemInfo("openai-whisper transcribe()", 1, OpenaiTranscribe),
+    "fw-int8": SystemInfo("faster-whisper int8", 1,
+                          lambda t: FasterWhisper(t, "int8", 1, batched=False)),
+    "fw-fp32": SystemInfo("faster-whisper float32", 1,
+                          lambda t: FasterWhisper(t, "float32", 1, batched=False)),
+    "fw-batched-int8": SystemInfo("faster-whisper batched int8", 1,
+                                  lambda t: FasterWhisper(t, "int8", 1, batched=True)),
+    "fw-batched-fp32": SystemInfo("faster-whisper batched float32", 1,
+                                  lambda t: FasterWhisper(t, "float32", 1, batched=True)),
+    "fw-int8-beam5": SystemInfo("faster-whisper int8", 5,
+                                lambda t: FasterWhisper(t, "int8", 5, batched=False)),
+    "fw-fp32-beam5": SystemInfo("faster-whisper float32", 5,
+                                lambda t: FasterWhisper(t, "float32", 5, batched=False)),
+}
+
+
+# --------------------------------------------------------------------------------------------
+# The plan: which calls, built from which audio (made in the parent, read by every worker)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class CallPlan:
+    """One unit of work: an eval channel built from clips, or a stereo sample call."""
+
+    call_id: str
+    domain: str  # read | customer_service | sample_calls | noise
+    references: dict[str, str]  # speaker -> reference text
+    clips: list[str] = field(default_factory=list)  # eval: clip files, joined with gaps
+    gaps_s: list[float] = field(default_factory=list)  # before, between and after the clips
+    seed: int = 0  # of the gap noise
+    path: str | None = None  # sample call: the recording
+    layout: str | None = None  # sample call: agent_left / agent_right
+
+
+def read_eval_manifest() -> list[dict[str, str]]:
+    with (EVAL_DIR / "manifest.tsv").open(encoding="utf-8") as f:
+        return list(csv.DictReader(f, delimiter="\t"))
+
+
+def plan_eval_calls(limit: int | None, seed: int) -> list[CallPlan]:
+    """Channels of CLIPS_PER_CHANNEL clips each, per domain, in a fixed shuffled order."""
+    if not (EVAL_DIR / "manifest.tsv").is_file():
+        print(f"[benchmark] {EVAL_DIR} not found: skipping read and customer-service speech",
+              file=sys.stderr)
+        return []
+    rows = read_eval_manifest()
+    rng = np.random.default_rng(seed)
+    calls: list[CallPlan] = []
+    for domain in ("read", "customer_service"):
+        picked = [r for r in rows if (r["domain"] == "read") == (domain == "read")]
+        picked = [picked[i] for i in rng.permutation(len(picked))][:limit]
+        for n, start in enumerate(range(0, len(picked), CLIPS_PER_CHANNEL)):
+            group = picked[start : start + CLIPS_PER_CHANNEL]
+            gaps = rng.uniform(*GAP_RANGE_S, size=len(group) + 1).round(3).tolist()
+            calls.append(CallPlan(
+                call_id=f"{domain}-{n:02d}", domain=domain,
+                references={"agent": "".join(r["text"] for r in group)},
+                clips=[str(EVAL_DIR / r["path"]) for r in group], gaps_s=gaps,
+                seed=int(rng.integers(2**31)),
+            ))
+    return calls
+
+
+def plan_sample_calls(samples_dir: Path, max_calls: int | None) -> list[CallPlan]:
+    """The stereo sample calls, each channel against its speaker's scripted turns."""
+    truth_file, manifest_file = samples_dir / "ground_truth.json", samples_dir / "manifest.csv"
+    if not (truth_file.is_file() and manifest_file.is_file()):
+        print(f"[benchmark] no ground_truth.json + manifest.csv in {samples_dir}: "
+              "skipping the sample calls", file=sys.stderr)
+        return []
+    truth = json.loads(truth_file.read_text(encoding="utf-8"))
+    with manifest_file.open(encoding="utf-8") as f:
+        rows = {r["call_id"]: r for r in csv.DictReader(f)}
+    calls: list[CallPlan] = []
+    for call in truth["calls"][:max_calls]:
+        row = rows[call["call_id"]]
+        references = {speaker: "".join(t["text"] for t in call["turns"]
+                                       if t["speaker"] == speaker)
+                      for speaker in ("agent", "customer")}
+        calls.append(CallPlan(call_id=call["call_id"], domain="sample_calls",
+                              references=references, path=str(samples_dir / row["path"]),
+                              layout=row.get("channels") or None))
+    return calls
+
+
+def noise_plan(seed: int) -> CallPlan:
+    return CallPlan(call_id="line-noise", domain="noise", references={"agent": ""}, seed=seed)
+
+
+def db_to_amplitude(dbfs: float) -> float:
+    return float(10 ** (dbfs / 20))
+
+
+def load_call_audio(plan: CallPlan) -> dict[str, np.ndarray]:
+    """The call's channels as 16 kHz float32 arrays (built on demand, one call in memory)."""
+    rng = np.random.default_rng(plan.seed)
+    if plan.domain == "noise":
+        t = np.arange(int(NOISE_TEST_S * SR)) / SR
+        hum = np.sqrt(2) * db_to_amplitude(NOISE_DBFS) * np.sin(2 * np.pi * 50 * t)
+        white = rng.normal(0.0, db_to_amplitude(NOISE_DBFS), t.size)
+        return {"agent": (hum + white).astype(np.float32)}
+    if plan.path is not None:
+        from pipeline.audio import load_call
+
+        audio = load_call(plan.path, plan.layout)  # type: ignore[arg-type]
+        return {"agent": audio.agent, "customer": audio.customer}  # type: ignore[dict-item]
+    import soundfile as sf
+
+    parts: list[np.ndarray] = []
+    for i, gap in enumerate(plan.gaps_s):
+        parts.append(rng.normal(0.0, db_to_amplitude(NOISE_DBFS), int(gap * SR)))
+        if i < len(plan.clips):
+            x, sr = sf.read(plan.clips[i], dtype="float32", always_2d=True)
+            if sr != SR:
+                raise ValueError(f"{plan.clips[i]}: {sr} Hz, expected {SR}")
+            parts.append(x.mean(axis=1))
+    return {"agent": np.concatenate(parts).astype(np.float32)}
+
+
+# --------------------------------------------------------------------------------------------
+# Worker: one system, in its own process
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class CallResult:
+    call_id: str
+    domain: str
+    audio_s: float  # channel-seconds: a stereo call counts both channels
+    wall_s: float
+    hypotheses: dict[str, str]
+
+
+@dataclass
+class WorkerResult:
+    system: str
+    threads: int
+    load_s: float
+    warmup_s: float
+    audio_s: float
+    wall_s: float
+    peak_rss_before_load_mb: float
+    peak_rss_mb: float
+    noise_text: str
+    noise_wall_s: float
+    calls: list[CallResult]
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def run_worker(system: str, plan_file: Path, result_file: Path, threads: int) -> None:
+    plan = json.loads(plan_file.read_text(encoding="utf-8"))
+    calls = [CallPlan(**c) for c in plan["calls"]]
+    transcriber = SYSTEMS[system].make(threads)
+    rss_before = peak_rss_mb()
+
+    start = time.perf_counter()
+    transcriber.load()
+    load_s = time.perf_counter() - start
+
+    # Untimed warm-up on 10 s of the first call: first-call allocation is not throughput.
+    first = load_call_audio(calls[0])
+    start = time.perf_counter()
+    transcriber.transcribe({s: x[: int(WARMUP_S * SR)] for s, x in first.items()})
+    warmup_s = time.perf_counter() - start
+
+    results: list[CallResult] = []
+    for call in calls:
+        channels = load_call_audio(call)
+        audio_s = sum(len(x) for x in channels.values()) / SR
+        start = time.perf_counter()
+        hypotheses = transcriber.transcribe(channels)
+        wall_s = time.perf_counter() - start
+        results.append(CallResult(call.call_id, call.domain, round(audio_s, 3),
+                                  round(wall_s, 3), hypotheses))
+        print(f"[{system}] {call.call_id}: {audio_s:.1f} s audio in {wall_s:.1f} s",
+              file=sys.stderr, flush=True)
+
+    noise = load_call_audio(CallPlan(**plan["noise"]))
+    start = time.perf_counter()
+    noise_text = transcriber.transcribe(noise)["agent"]
+    noise_wall_s = time.perf_counter() - start
+
+    result = WorkerResult(
+        system=system, threads=threads, load_s=round(load_s, 3), warmup_s=round(warmup_s, 3),
+        audio_s=round(sum(r.audio_s for r in results), 3),
+        wall_s=round(sum(r.wall_s for r in results), 3),
+        peak_rss_before_load_mb=round(rss_before, 1), peak_rss_mb=round(peak_rss_mb(), 1),
+        noise_text=noise_text, noise_wall_s=round(noise_wall_s, 3), calls=results,
+    )
+    result_file.write_text(json.dumps(asdict(result), ensure_ascii=False), encoding="utf-8")
+
+
+def spawn_worker(system: str, plan_file: Path, threads: int, tmp: Path) -> dict | None:
+    """Run one system in a fresh interpreter; its result dict, or None when it failed."""
+    result_file = tmp / f"{system}.json"
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), HF_HUB_OFFLINE="1",
+               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", system,
+           "--plan", str(plan_file), "--result", str(result_file), "--threads", str(threads)]
+    print(f"[benchmark] {system}: starting", file=sys.stderr, flush=True)
+    proc = subprocess.run(cmd, env=env, cwd=ROOT)
+    if proc.returncode != 0 or not result_file.is_file():
+        print(f"[benchmark] {system}: worker failed (exit {proc.returncode})", file=sys.stderr)
+        return None
+    return json.loads(result_file.read_text(encoding="utf-8"))
+
+
+# --------------------------------------------------------------------------------------------
+# Scoring and reporting (parent)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DomainScore:
+    cer: float | None
+    errors: int
+    ref_chars: int
+    n_channels: int
+
+
+def score(worker: dict, calls: list[CallPlan]) -> dict:
+    """Add CER per channel and per domain (errors / reference characters) to a worker result."""
+    from pipeline.models import cer, normalize_zh
+
+    references = {c.call_id: c.references for c in calls}
+    totals = {d: DomainScore(None, 0, 0, 0) for d in DOMAINS}
+    for call in worker["calls"]:
+        call["cer"] = {}
+        for speaker, hyp in call["hypotheses"].items():
+            ref = references[call["call_id"]][speaker]
+            n_ref = len(normalize_zh(ref))
+            value = cer(hyp, ref)
+            call["cer"][speaker] = round(value, 4)
+            total = totals[call["domain"]]
+            total.errors += round(value * n_ref)
+            total.ref_chars += n_ref
+            total.n_channels += 1
+    for total in totals.values():
+        if total.ref_chars:
+            total.cer = round(total.errors / total.ref_chars, 4)
+    info = SYSTEMS[worker["system"]]
+    return {
+        "system": worker["system"], "label": info.label, "beam": info.beam,
+        "cer": {d: asdict(t) for d, t in totals.items()},
+        "rtf": round(worker["wall_s"] / worker["audio_s"], 4) if worker["audio_s"] else None,
+        "noise_chars": len(normalize_zh(worker["noise_text"])),
+        **worker,
+    }
+
+
+def markdown_table(rows: list[dict], failed: list[str]) -> str:
+    head = ["system", "id", "beam", *DOMAIN_LABELS.values(), "RTF", "load s",
+            "peak RSS MB", "chars on noise"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cers = [f"{r['cer'][d]['cer']:.1%}" if r["cer"][d]["cer"] is not None else "-"
+                for d in DOMAIN_LABELS]
+        cells = [r["label"], r["system"], str(r["beam"]), *cers, f"{r['rtf']:.3f}",
+                 f"{r['load_s']:.2f}", f"{r['peak_rss_mb']:.0f}", str(r["noise_chars"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [f"| {s} | failed: see the log | | | | | | | | |" for s in failed]
+    return "\n".join(lines)
+
+
+def load_average() -> float:
+    return os.getloadavg()[0]
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for dist in ("openai-whisper", "faster-whisper", "ctranslate2", "torch", "onnxruntime",
+                 "silero-vad", "opencc"):
+        try:
+            out[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            out[dist] = "not installed"
+    return out
+
+
+def data_summary(calls: list[CallPlan]) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for c in calls:
+        d = out.setdefault(c.domain, {"calls": 0, "channels": 0, "clips": 0})
+        d["calls"] += 1
+        d["channels"] += len(c.references)
+        d["clips"] += len(c.clips)
+    return out
+
+
+def run_benchmark(args: argparse.Namespace) -> int:
+    systems = [s.strip() for s in args.systems.split(",") if s.strip()]
+    unknown = [s for s in systems if s not in SYSTEMS]
+    if unknown:
+        print(f"unknown systems {unknown}; choose from {', '.join(SYSTEMS)}", file=sys.stderr)
+        return 2
+    load_start = load_average()
+    if load_start > LOAD_WARNING:
+        print(f"[benchmark] WARNING: load average {load_start:.2f} > {LOAD_WARNING}: the machine "
+              "is busy and timings will be inflated", file=sys.stderr)
+
+    calls = plan_eval_calls(args.limit, args.seed) + plan_sample_calls(args.samples,
+                                                                       args.max_calls)
+    if not calls:
+        print("[benchmark] no evaluation audio found: nothing to benchmark", file=sys.stderr)
+        return 0
+    # Build (or check) both weight formats now, so no worker's load time includes a build.
+    from pipeline.models import prepare, prepare_ct2_dir
+
+    prepare()
+    if any(s.startswith("fw-") for s in systems):
+        prepare_ct2_dir()
+
+    rows: list[dict] = []
+    failed: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="callreview-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        plan_file = tmp / "plan.json"
+        plan = {"calls": [asdict(c) for c in calls], "noise": asdict(noise_plan(args.seed))}
+        plan_file.write_text(json.dumps(plan, ensure_ascii=False), encoding="utf-8")
+        for system in systems:
+            worker = spawn_worker(system, plan_file, args.threads, tmp)
+            if worker is None:
+                failed.append(system)
+            else:
+                rows.append(score(worker, calls))
+
+    table = markdown_table(rows, failed)
+    print(table)
+    out = args.out or RESULTS_DIR / (time.strftime("%Y-%m-%d")
+                                     + (f"-limit{args.limit}" if args.limit else "") + ".json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    report = {
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "command": " ".join(sys.argv),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                    "load_average_start": round(load_start, 2),
+                    "load_average_end": round(load_average(), 2)},
+        "versions": versions(),
+        "options": {"limit": args.limit, "max_calls": args.max_calls, "threads": args.threads,
+                    "seed": args.seed, "clips_per_channel": CLIPS_PER_CHANNEL,
+                    "gap_range_s": GAP_RANGE_S, "noise_dbfs": NOISE_DBFS},
+        "data": data_summary(calls),
+        "systems": rows,
+        "failed": failed,
+        "table": table,
+    }
+    out.write_text(json.dumps(report, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    out.with_suffix(".md").write_text(table + "\n", encoding="utf-8")
+    print(f"[benchmark] wrote {out} and {out.with_suffix('.md').name}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--limit", type=int, default=None,
+                   help="clips per eval domain (default: all)")
+    p.add_argument("--max-calls", type=int, default=None,
+                   help="sample calls to use (default: all)")
+    p.add_argument("--systems", default=",".join(SYSTEMS),
+                   help=f"comma list (default: all): {', '.join(SYSTEMS)}")
+    p.add_argument("--out", type=Path, default=None,
+                   help="result JSON (default: benchmarks/results/<date>[-limitN].json; "
+                        "a .md table is written next to it)")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                   help="CPU threads per system (default: all cores)")
+    p.add_argument("--seed", type=int, default=0, help="clip order and gap noise")
+    p.add_argument("--samples", type=Path, default=SAMPLES_DIR,
+                   help="folder with the sample calls' manifest.csv and ground_truth.json")
+    # Internal: run one system (used by the parent process).
+    p.add_argument("--worker", choices=list(SYSTEMS), help=argparse.SUPPRESS)
+    p.add_argument("--plan", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--result", type=Path, help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if str(ROOT) not in sys.path:  # `pipeline` importable without an editable install too
+        sys.path.insert(0, str(ROOT))
+    if args.worker:
+        run_worker(args.worker, args.plan, args.result, args.threads)
+        return 0
+    return run_benchmark(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
