@@ -76,14 +76,16 @@ def review_calls(folder: str = "sample_audio", db: str = "callreview.duckdb",
     started = time.monotonic()
     run_id = datetime.now().strftime("%Y%m%dT%H%M%S-") + uuid.uuid4().hex[:6]
     calls, failures = read_manifest(folder)
+    n_inputs = len(calls) + len(failures)  # every manifest row, good or bad
     for f in failures:
         logger.warning("manifest line %s skipped: %s", f.row, f.reason)
     model_path = models.resolve_model(model)
     con = store.connect(db)
     con.execute("INSERT INTO runs (run_id, started_at, folder, n_inputs, asr_model, device, versions, status) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, 'running')",
-                [run_id, datetime.now(), str(Path(folder).resolve()), len(calls) + len(failures),
-                 str(model_path), _device(device), store.to_json(review.versions())])
+                [run_id, datetime.now(), str(Path(folder).resolve()), n_inputs,
+                 f"{models.model_version(model)} ({model_path})", _device(device),
+                 store.to_json(review.versions())])
     done = {} if force else store.done_calls(con)
     n_ok = n_skipped = 0
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -118,8 +120,8 @@ def review_calls(folder: str = "sample_audio", db: str = "callreview.duckdb",
                                      "ok" if not failures else "ok_with_failures", run_id])
     top = review.top_drift(con)
     con.close()
-    return RunSummary(run_id, str(db), len(calls) + sum(1 for f in failures if f.stage == "manifest"),
-                      n_ok, n_skipped, failures, derived, top, time.monotonic() - started)
+    return RunSummary(run_id, str(db), n_inputs, n_ok, n_skipped, failures, derived, top,
+                      time.monotonic() - started)
 
 
 def _reason(state) -> str:

@@ -25,6 +25,7 @@ if [ "$(cat "$VENV/.setup-stamp" 2>/dev/null)" != "$stamp" ]; then
   $PIP install -c constraints.txt "torch==2.13.0"
   $PIP install -c constraints.txt --no-deps "openai-whisper==20250625"
   $PIP install -c constraints.txt -e ".[dev,bench]"
+  echo "setup: (pip's note that openai-whisper requires triton is expected: triton is left out on purpose)"
   echo "$stamp" > "$VENV/.setup-stamp"
 fi
 
