@@ -34,6 +34,11 @@ class Piece:
     segment: Segment
     offset_s: float  # start within the window
     texts: list[str] = field(default_factory=list)
+    covered_s: float = 0.0  # seconds of this piece under decoded, timestamped text
+
+    @property
+    def duration_s(self) -> float:
+        return self.segment.end_s - self.segment.start_s
 
 
 @dataclass
@@ -101,6 +106,8 @@ def _assign(window: Window, timed: list[tuple[float, float, str]]) -> None:
         if not text or is_hallucination(text):
             continue
         overlaps = [max(0.0, min(end, b) - max(start, a)) for a, b in spans]
+        for piece, o in zip(window.pieces, overlaps, strict=True):
+            piece.covered_s += o
         total = sum(overlaps)
         if total <= 0:  # timestamp outside every piece: give it to the nearest
             mid = (start + end) / 2
@@ -144,7 +151,29 @@ def _decode(model: whisper.Whisper, windows: list[Window], temperature: float) -
 
 
 def decode_windows(model: whisper.Whisper, windows: list[Window], batch_size: int = 8) -> None:
+    """Decode packed windows, then decode alone every piece the window pass left uncovered.
+
+    Whisper sometimes ends a packed window early (an end-of-text after the first pieces), which
+    would silently drop the later turns; a piece under half covered by timestamped text is
+    decoded again on its own, and that text replaces the partial one.
+    """
+    _decode_pass(model, windows, batch_size)
+    retry = [(w, p) for w in windows for p in w.pieces if p.covered_s < 0.5 * p.duration_s]
+    singles = []
+    for w, p in retry:
+        start = int(p.offset_s * SAMPLE_RATE)
+        clip = w.audio[start : start + int(p.duration_s * SAMPLE_RATE)]
+        singles.append(Window(w.call_id, clip, [Piece(p.segment, 0.0)]))
+    _decode_pass(model, singles, batch_size)
+    for (_, piece), single in zip(retry, singles, strict=True):
+        if single.pieces[0].texts:
+            piece.texts = single.pieces[0].texts
+
+
+def _decode_pass(model: whisper.Whisper, windows: list[Window], batch_size: int) -> None:
     """Decode windows in batches; re-decode a window at rising temperature when it loops."""
+    if not windows:
+        return
     cfg = load_thresholds()["asr"]
     tokenizer = get_tokenizer(model.is_multilingual, num_languages=model.num_languages,
                               language="zh", task="transcribe")

@@ -323,6 +323,18 @@ class WorkerResult:
 
 
 def peak_rss_mb() -> float:
+    """This process's peak resident memory.
+
+    VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss over fork + exec, so a worker
+    would start at its parent's peak (the parent has imported torch to prepare the weights).
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
@@ -377,11 +389,18 @@ def spawn_worker(system: str, plan_file: Path, threads: int, tmp: Path) -> dict 
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", system,
            "--plan", str(plan_file), "--result", str(result_file), "--threads", str(threads)]
     print(f"[benchmark] {system}: starting", file=sys.stderr, flush=True)
+    load_before = load_average()
     proc = subprocess.run(cmd, env=env, cwd=ROOT)
+    load_after = load_average()
     if proc.returncode != 0 or not result_file.is_file():
         print(f"[benchmark] {system}: worker failed (exit {proc.returncode})", file=sys.stderr)
         return None
-    return json.loads(result_file.read_text(encoding="utf-8"))
+    if max(load_before, load_after) > LOAD_WARNING:
+        print(f"[benchmark] WARNING: {system} ran at load average {load_before:.2f} -> "
+              f"{load_after:.2f}: its timings are inflated", file=sys.stderr)
+    result = json.loads(result_file.read_text(encoding="utf-8"))
+    result["load_average"] = [round(load_before, 2), round(load_after, 2)]
+    return result
 
 
 # --------------------------------------------------------------------------------------------
@@ -389,34 +408,56 @@ def spawn_worker(system: str, plan_file: Path, threads: int, tmp: Path) -> dict 
 # --------------------------------------------------------------------------------------------
 
 
+# Whisper writes numbers as Arabic digits ("29度", "80%"); AISHELL and Magic Data references
+# spell them out ("二十九度"). The secondary CER drops every numeral on both sides, to show how
+# much of the headline CER is number formatting rather than misheard words.
+_NUMERALS = str.maketrans(
+    "", "", "0123456789" "０１２３４５６７８９" "零〇一二三四五六七八九十百千万亿两幺"
+)
+
+
 @dataclass
 class DomainScore:
-    cer: float | None
-    errors: int
-    ref_chars: int
-    n_channels: int
+    cer: float | None = None  # errors / ref_chars over all channels of the domain
+    errors: int = 0
+    ref_chars: int = 0
+    n_channels: int = 0
+    cer_numerals_ignored: float | None = None
+    errors_numerals_ignored: int = 0
+    ref_chars_numerals_ignored: int = 0
 
 
 def score(worker: dict, calls: list[CallPlan]) -> dict:
     """Add CER per channel and per domain (errors / reference characters) to a worker result."""
+    from opencc import OpenCC
+
     from pipeline.models import cer, normalize_zh
 
+    t2s = OpenCC("t2s")
     references = {c.call_id: c.references for c in calls}
-    totals = {d: DomainScore(None, 0, 0, 0) for d in DOMAINS}
+    totals = {d: DomainScore() for d in DOMAINS}
     for call in worker["calls"]:
+        call["hypotheses"] = {s: t2s.convert(h) for s, h in call["hypotheses"].items()}
         call["cer"] = {}
         for speaker, hyp in call["hypotheses"].items():
             ref = references[call["call_id"]][speaker]
+            total = totals[call["domain"]]
             n_ref = len(normalize_zh(ref))
             value = cer(hyp, ref)
             call["cer"][speaker] = round(value, 4)
-            total = totals[call["domain"]]
             total.errors += round(value * n_ref)
             total.ref_chars += n_ref
             total.n_channels += 1
+            ref_plain = normalize_zh(ref).translate(_NUMERALS)
+            hyp_plain = normalize_zh(hyp).translate(_NUMERALS)
+            total.errors_numerals_ignored += round(cer(hyp_plain, ref_plain) * len(ref_plain))
+            total.ref_chars_numerals_ignored += len(ref_plain)
     for total in totals.values():
         if total.ref_chars:
             total.cer = round(total.errors / total.ref_chars, 4)
+        if total.ref_chars_numerals_ignored:
+            total.cer_numerals_ignored = round(
+                total.errors_numerals_ignored / total.ref_chars_numerals_ignored, 4)
     info = SYSTEMS[worker["system"]]
     return {
         "system": worker["system"], "label": info.label, "beam": info.beam,
@@ -429,15 +470,16 @@ def score(worker: dict, calls: list[CallPlan]) -> dict:
 
 def markdown_table(rows: list[dict], failed: list[str]) -> str:
     head = ["system", "id", "beam", *DOMAIN_LABELS.values(), "RTF", "load s",
-            "peak RSS MB", "chars on noise"]
+            "peak RSS MB", "chars on noise", "noise s"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cers = [f"{r['cer'][d]['cer']:.1%}" if r["cer"][d]["cer"] is not None else "-"
                 for d in DOMAIN_LABELS]
         cells = [r["label"], r["system"], str(r["beam"]), *cers, f"{r['rtf']:.3f}",
-                 f"{r['load_s']:.2f}", f"{r['peak_rss_mb']:.0f}", str(r["noise_chars"])]
+                 f"{r['load_s']:.2f}", f"{r['peak_rss_mb']:.0f}", str(r["noise_chars"]),
+                 f"{r['noise_wall_s']:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += [f"| {s} | failed: see the log | | | | | | | | |" for s in failed]
+    lines += [f"| {s} | failed: see the log |" + " |" * (len(head) - 2) for s in failed]
     return "\n".join(lines)
 
 

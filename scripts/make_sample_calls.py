@@ -27,14 +27,14 @@ not used):
   * formant: resample the 24 kHz waveform by a factor, which scales pitch and formants
     together (a "bigger" or "smaller" speaker); FastSpeech2's duration ratio compensates
     so the speaking rate stays as asked;
-  * semitones: pitch shift with the WORLD vocoder (pyworld) at 8 kHz, formants kept;
+  * semitones: pitch shift with the WORLD vocoder (pyworld) at 24 kHz, formants kept;
   * contour: FastSpeech2's f0 ratio, i.e. how lively the intonation is;
   * rate: FastSpeech2's duration ratio (speed changes without time-stretch artefacts).
 Current (drifted) calls use the agent's early voice with the [current_drift] changes:
 1.3x faster, +1.5 semitones, livelier contour, +5 dB.
 
 Channel chain per utterance: TTS per clause (split at ，。？！, trimmed, joined with short
-pauses) -> formant resample -> 8 kHz -> WORLD pitch shift -> 300-3400 Hz band-pass ->
+pauses) -> formant resample -> WORLD pitch shift -> 8 kHz -> 300-3400 Hz band-pass ->
 level to the voice's dBFS (RMS over voiced frames) -> placed on the call timeline.
 Each channel then gets band-limited line noise at about -58 dBFS, so silence is never
 digital zero.
@@ -223,12 +223,14 @@ def render_utterance(synth: Synth, text: str, voice: Voice, rng: np.random.Gener
     y = np.concatenate(pieces[:-1])  # no pause after the last clause
     if abs(k - 1.0) > 1e-6:
         y = librosa.resample(y, orig_sr=TTS_SR, target_sr=int(round(TTS_SR / k)), res_type="soxr_hq")
-    y = librosa.resample(y, orig_sr=TTS_SR, target_sr=SR, res_type="soxr_hq").astype(np.float64)
     if abs(voice.semitones) > 1e-6:
-        f0, t = pyworld.harvest(y, SR, f0_floor=60.0, f0_ceil=600.0, frame_period=5.0)
-        sp = pyworld.cheaptrick(y, f0, t, SR)
-        ap = pyworld.d4c(y, f0, t, SR)
-        y = pyworld.synthesize(f0 * 2 ** (voice.semitones / 12), sp, ap, SR, frame_period=5.0)
+        # At 24 kHz: WORLD run at 8 kHz doubled Whisper's error rate.
+        x = y.astype(np.float64)
+        f0, t = pyworld.harvest(x, TTS_SR, f0_floor=60.0, f0_ceil=600.0, frame_period=5.0)
+        sp = pyworld.cheaptrick(x, f0, t, TTS_SR)
+        ap = pyworld.d4c(x, f0, t, TTS_SR)
+        y = pyworld.synthesize(f0 * 2 ** (voice.semitones / 12), sp, ap, TTS_SR, frame_period=5.0)
+    y = librosa.resample(np.asarray(y, np.float32), orig_sr=TTS_SR, target_sr=SR, res_type="soxr_hq").astype(np.float64)
     y = ss.sosfilt(_band_sos(), y)
     y, _ = librosa.effects.trim(y, top_db=45, frame_length=256, hop_length=64)
     level = voice.level_db + rng.uniform(-0.75, 0.75)
