@@ -95,3 +95,35 @@ def hallucinations() -> tuple[str, ...]:
 def is_hallucination(text: str) -> bool:
     simplified = to_simplified(text)
     return any(h in simplified for h in hallucinations())
+
+
+_DIGIT = {"零": 0, "〇": 0, "一": 1, "幺": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5,
+          "六": 6, "七": 7, "八": 8, "九": 9}
+_UNIT = {"十": 10, "百": 100, "千": 1000}
+_NUMERAL_RUN = re.compile(r"[零〇一幺二两三四五六七八九十百千万]+")
+
+
+def _numeral_value(run: str) -> str:
+    if not any(ch in _UNIT or ch == "万" for ch in run):
+        return "".join(str(_DIGIT[ch]) for ch in run)  # read digit by digit: 三七五二 -> 3752
+    total = section = num = 0
+    for ch in run:
+        if ch in _DIGIT:
+            num = _DIGIT[ch]
+        elif ch in _UNIT:
+            section += (num or 1) * _UNIT[ch]
+            num = 0
+        else:  # 万
+            total += (section + num) * 10_000
+            section = num = 0
+    return str(total + section + num)
+
+
+def numerals_to_digits(text: str) -> str:
+    """Chinese numerals -> Arabic digits (一百五十八 -> 158, 三七五二 -> 3752).
+
+    Whisper writes most numbers as digits while scripts and people write them in characters;
+    comparing transcripts (CER, search) needs one form. Applied to both sides, words that merely
+    contain a numeral (一下) change the same way on each side.
+    """
+    return _NUMERAL_RUN.sub(lambda m: _numeral_value(m.group()), text)

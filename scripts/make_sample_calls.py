@@ -89,7 +89,7 @@ class Voice:
     level_db: float = -22.0
 
     @classmethod
-    def from_toml(cls, d: dict) -> "Voice":
+    def from_toml(cls, d: dict) -> Voice:
         unknown = set(d) - {"formant", "semitones", "contour", "rate", "level_db"}
         if unknown:
             raise ValueError(f"unknown voice keys {sorted(unknown)}")
@@ -182,7 +182,7 @@ class Synth:
             np.array([f0_ratio], np.float32),
             np.array([1.0], np.float32),  # energy ratio
         )
-        for detail, value in zip(self.inp, values):
+        for detail, value in zip(self.inp, values, strict=False):
             self.ac.set_tensor(detail["index"], value)
         self.ac.invoke()
         mel = self.ac.get_tensor(self.out[1]["index"])

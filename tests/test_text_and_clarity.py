@@ -55,3 +55,10 @@ def test_sentences_and_repeats_and_answer_length():
 def test_known_whisper_hallucinations_are_recognised():
     assert is_hallucination("字幕由Amara.org社區提供")
     assert not is_hallucination("您好，请问有什么可以帮您")
+
+
+def test_chinese_numerals_become_digits():
+    from pipeline.text import numerals_to_digits
+
+    assert numerals_to_digits("一百五十八块，退了一百二十八") == "158块，退了128"
+    assert numerals_to_digits("尾号三七五二，两百，一百零八，一万两千三百") == "尾号3752，200，108，12300"
