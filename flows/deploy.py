@@ -12,7 +12,9 @@ import os
 from flows.review import review_calls
 
 
-def serve_nightly(folder: str, db: str, cron: str = "0 2 * * *") -> None:
+def serve_nightly(
+    folder: str, db: str, cron: str = "0 2 * * *", config_file: str | None = None
+) -> None:
     if not os.environ.get("PREFECT_API_URL"):
         from prefect.settings import PREFECT_API_URL
 
@@ -22,5 +24,9 @@ def serve_nightly(folder: str, db: str, cron: str = "0 2 * * *") -> None:
                 "Run `prefect server start` in another terminal, then "
                 "`export PREFECT_API_URL=http://127.0.0.1:4200/api` and retry."
             )
-    review_calls.serve(name="nightly", cron=cron, parameters={"folder": folder, "db": db},
-                       description="Nightly review of new call recordings.")
+    review_calls.serve(
+        name="nightly",
+        cron=cron,
+        parameters={"folder": folder, "db": db, "config_file": config_file},
+        description="Nightly review of new call recordings.",
+    )

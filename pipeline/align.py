@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from pipeline.config import load_thresholds
+from pipeline.config import AlignOptions
 from pipeline.text import char_ngrams, words
 
 
@@ -66,13 +66,16 @@ def tfidf(docs: list[list[str]]) -> np.ndarray:
     return m / np.where(norm > 0, norm, 1)
 
 
-def pair_calls(early: list[CallDoc], current: list[CallDoc]) -> list[CallPair]:
+def pair_calls(
+    early: list[CallDoc], current: list[CallDoc], jargon: tuple[str, ...]
+) -> list[CallPair]:
     if not early or not current:
         return []
-    vecs = tfidf([words(d.text) for d in early + current])
+    vecs = tfidf([words(d.text, jargon) for d in early + current])
     sim = vecs[: len(early)] @ vecs[len(early) :].T
-    allowed = np.array([[e.topic is None or c.topic is None or e.topic == c.topic for c in current]
-                        for e in early])
+    allowed = np.array(
+        [[e.topic is None or c.topic is None or e.topic == c.topic for c in current] for e in early]
+    )
     cost = np.where(allowed, -sim, 1e6)  # a forbidden cell costs more than any real pairing
     rows, cols = linear_sum_assignment(cost)
     pairs = []
@@ -96,16 +99,16 @@ def agent_turns(utts: list[tuple[int, str, str]]) -> list[Turn]:
     return turns
 
 
-def align_turns(early: list[Turn], current: list[Turn]) -> list[AlignedTurn]:
+def align_turns(early: list[Turn], current: list[Turn], options: AlignOptions) -> list[AlignedTurn]:
     """Monotone alignment maximising total similarity; weak matches are left unaligned."""
-    cfg = load_thresholds()["alignment"]
     if not early or not current:
         return []
     n = len(early)
     vec_text = tfidf([char_ngrams(t.text) for t in early + current])
     vec_ctx = tfidf([char_ngrams(t.context) for t in early + current])
-    sim = 0.5 * (vec_text[:n] @ vec_text[n:].T) + 0.5 * (vec_ctx[:n] @ vec_ctx[n:].T)
-    gap = cfg["gap_penalty"]
+    w = options.context_weight
+    sim = (1 - w) * (vec_text[:n] @ vec_text[n:].T) + w * (vec_ctx[:n] @ vec_ctx[n:].T)
+    gap = options.gap_penalty
     rows, cols = sim.shape
     score = np.zeros((rows + 1, cols + 1))
     move = np.zeros((rows + 1, cols + 1), dtype=np.int8)  # 0 diag, 1 up, 2 left
@@ -114,16 +117,22 @@ def align_turns(early: list[Turn], current: list[Turn]) -> list[AlignedTurn]:
     move[1:, 0], move[0, 1:] = 1, 2
     for i in range(1, rows + 1):
         for j in range(1, cols + 1):
-            options = (score[i - 1, j - 1] + sim[i - 1, j - 1], score[i - 1, j] - gap, score[i, j - 1] - gap)
-            move[i, j] = int(np.argmax(options))
-            score[i, j] = options[move[i, j]]
+            choices = (
+                score[i - 1, j - 1] + sim[i - 1, j - 1],
+                score[i - 1, j] - gap,
+                score[i, j - 1] - gap,
+            )
+            move[i, j] = int(np.argmax(choices))
+            score[i, j] = choices[move[i, j]]
     out: list[AlignedTurn] = []
     i, j = rows, cols
     while i > 0 and j > 0:
         if move[i, j] == 0:
             s = float(sim[i - 1, j - 1])
-            if s >= cfg["min_similarity"]:
-                out.append(AlignedTurn(early[i - 1].utterance_id, current[j - 1].utterance_id, round(s, 4)))
+            if s >= options.min_similarity:
+                out.append(
+                    AlignedTurn(early[i - 1].utterance_id, current[j - 1].utterance_id, round(s, 4))
+                )
             i, j = i - 1, j - 1
         elif move[i, j] == 1:
             i -= 1

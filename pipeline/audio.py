@@ -6,13 +6,13 @@ the same arrays so every figure refers to the same samples.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import librosa
 import numpy as np
 import soundfile as sf
 
+from pipeline.hashing import file_sha256
 from pipeline.records import CallAudio, ChannelLayout
 
 SAMPLE_RATE = 16_000
@@ -21,15 +21,6 @@ MIN_DURATION_S = 0.5
 
 class AudioError(ValueError):
     """The recording cannot be used; the message says why."""
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Content hash: the key for idempotent re-runs (a renamed file is not re-processed)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
@@ -59,7 +50,7 @@ def to_16k(x: np.ndarray, sr: int) -> np.ndarray:
 
 
 def load_call(path: str | Path, layout: ChannelLayout | None = None) -> CallAudio:
-    """Load a call; stereo defaults to agent on the left channel (DESIGN section 1)."""
+    """Load a call; stereo defaults to agent on the left channel (docs/CONTRACTS.md, "Input")."""
     data, sr = read_audio(path)
     frames, n_channels = data.shape
     duration = frames / sr
@@ -72,12 +63,17 @@ def load_call(path: str | Path, layout: ChannelLayout | None = None) -> CallAudi
     if layout != "mono" and n_channels != 2:
         raise AudioError(f"manifest says channels={layout} but the file is mono")
 
-    sha = file_sha256(path)
-    audio = CallAudio(sr=SAMPLE_RATE, duration_s=duration, source_sr=sr, n_channels=n_channels,
-                      layout=layout, sha256=sha)
     if layout == "mono":
-        audio.mono = to_16k(data.mean(axis=1), sr)
+        tracks: tuple[np.ndarray, ...] = (to_16k(data.mean(axis=1), sr),)
     else:
         left, right = to_16k(data[:, 0], sr), to_16k(data[:, 1], sr)
-        audio.agent, audio.customer = (left, right) if layout == "agent_left" else (right, left)
-    return audio
+        tracks = (left, right) if layout == "agent_left" else (right, left)
+    return CallAudio(
+        sr=SAMPLE_RATE,
+        duration_s=duration,
+        source_sr=sr,
+        n_channels=n_channels,
+        layout=layout,
+        sha256=file_sha256(path),
+        tracks=tracks,
+    )

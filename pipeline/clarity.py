@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from pipeline.config import load_jargon, load_thresholds
+from pipeline.config import ClarityOptions
 from pipeline.records import Utterance
 from pipeline.text import char_ngrams, n_chars, words
 
@@ -21,8 +21,8 @@ def sentences(text: str) -> list[str]:
     return [s for s in (p.strip() for p in _SENTENCE_END.split(text)) if n_chars(s) > 0]
 
 
-def jargon_hits(tokens: list[str]) -> int:
-    terms = set(load_jargon())
+def jargon_hits(tokens: list[str], jargon: tuple[str, ...]) -> int:
+    terms = set(jargon)
     return sum(1 for w in tokens if w in terms)
 
 
@@ -39,19 +39,20 @@ class Clarity:
     chars_per_customer_turn: float | None
 
 
-def call_clarity(utts: list[Utterance]) -> Clarity:
-    cfg = load_thresholds()["clarity"]
+def call_clarity(utts: list[Utterance], options: ClarityOptions) -> Clarity:
     agent = [u for u in utts if u.speaker == "agent"]
     lengths = [n_chars(s) for u in agent for s in sentences(u.text)]
     long_share = (
-        sum(1 for n in lengths if n > cfg["long_sentence_chars"]) / len(lengths) if lengths else None
+        sum(1 for n in lengths if n > options.long_sentence_chars) / len(lengths)
+        if lengths
+        else None
     )
 
     # The agent repeating an explanation: a substantial utterance close to an earlier one.
     repeats = 0
     for i, u in enumerate(agent):
-        if n_chars(u.text) >= 8 and any(
-            bigram_jaccard(u.text, prev.text) >= cfg["repeat_similarity"] for prev in agent[:i]
+        if n_chars(u.text) >= options.repeat_min_chars and any(
+            bigram_jaccard(u.text, prev.text) >= options.repeat_similarity for prev in agent[:i]
         ):
             repeats += 1
 
@@ -75,6 +76,6 @@ def call_clarity(utts: list[Utterance]) -> Clarity:
     )
 
 
-def word_count_and_jargon(text: str) -> tuple[int, int]:
-    tokens = words(text)
-    return len(tokens), jargon_hits(tokens)
+def word_count_and_jargon(text: str, jargon: tuple[str, ...]) -> tuple[int, int]:
+    tokens = words(text, jargon)
+    return len(tokens), jargon_hits(tokens, jargon)

@@ -1,66 +1,304 @@
-"""Run settings (environment / CLI) and the editable thresholds and phrase lists.
+"""Settings, read once into frozen typed records and passed down as arguments.
 
-Settings come from CALLREVIEW_* environment variables or CLI flags; thresholds and phrase
-lists come from TOML data files users can edit (pipeline/data/*.toml, or a copy named by
-CALLREVIEW_THRESHOLDS / CALLREVIEW_PHRASES).
+The defaults and their documentation are one file, pipeline/data/callreview.toml. A user's
+callreview.toml (or --config FILE) overrides any key of it, then CALLREVIEW_* environment
+variables, then CLI flags. `load_config` does that merge once; every stage then receives the
+part it needs (`VadOptions`, `AsrOptions`, ...) the way openai-whisper passes DecodingOptions.
+Nothing under pipeline/ reads the environment: the caller hands `env` in.
 """
 
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
-from functools import lru_cache
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import ConfigDict, ValidationError
+from pydantic.dataclasses import dataclass
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
+REPO_DIR = Path(__file__).resolve().parents[1]
+DEFAULTS_FILE = DATA_DIR / "callreview.toml"
+USER_FILE = "callreview.toml"  # looked for in the working folder
+ENV_PREFIX = "CALLREVIEW_"
+# Shortcut variables kept from the first release: CALLREVIEW_DB is CALLREVIEW_RUN__DB, ...
+ENV_SHORTCUTS = {
+    "DB": ("run", "db"),
+    "MODEL": ("run", "model"),
+    "DEVICE": ("run", "device"),
+    "MODELS_DIR": ("run", "models_dir"),
+    "PHRASES": ("lexicon", "phrases"),
+    "JARGON": ("lexicon", "jargon"),
+    "HALLUCINATIONS": ("lexicon", "hallucinations"),
+}
+_STRICT = ConfigDict(extra="forbid", frozen=True)
 
 
-class Settings(BaseSettings):
-    """Where things are and how to run. Every field can be set as CALLREVIEW_<NAME>."""
-
-    model_config = SettingsConfigDict(env_prefix="CALLREVIEW_")
-
-    db: Path = Path("callreview.duckdb")
-    model: str | None = None  # None: the prepared default (models/whisper-base.pt)
-    device: str | None = None  # None: cuda when available, else cpu
-    thresholds: Path = DATA_DIR / "thresholds.toml"
-    phrases: Path = DATA_DIR / "phrases.toml"
-    jargon: Path = DATA_DIR / "jargon.txt"
-    asr_batch_size: int = 8
+class ConfigError(ValueError):
+    """A settings file or variable is wrong; the message names the key and the file."""
 
 
-@dataclass(frozen=True)
+@dataclass(config=_STRICT)
+class RunSettings:
+    db: Path
+    model: str | None  # None: the prepared default checkpoint
+    device: str | None  # None: cuda when available, else cpu
+    models_dir: Path
+
+
+@dataclass(config=_STRICT)
+class VadOptions:
+    threshold: float
+    min_speech_s: float
+    min_silence_s: float
+    speech_pad_s: float
+    max_utterance_s: float
+
+
+@dataclass(config=_STRICT)
+class AsrOptions:
+    batch_size: int
+    window_s: float
+    gap_s: float
+    whole_piece_share: float
+    retry_coverage: float
+    no_speech_max: float
+    logprob_min: float
+    compression_ratio_max: float
+    fallback_temperatures: tuple[float, ...]
+    hallucinations: tuple[str, ...] = ()  # filled from [lexicon] hallucinations
+
+
+@dataclass(config=_STRICT)
+class ToneOptions:
+    speech_rate_max_cpm: float
+    rate_min_duration_s: float
+    dead_air_min_s: float
+    overtalk_min_s: float
+    interrupt_min_s: float
+    pitch_fmin_hz: float
+    pitch_fmax_hz: float
+    silence_dbfs: float
+
+
+@dataclass(config=_STRICT)
+class AgitationOptions:
+    w_pitch: float
+    w_pitch_range: float
+    w_loudness: float
+    w_rate: float
+    high: float
+
+
+@dataclass(config=_STRICT)
+class BaselineOptions:
+    min_utterances: int
+    min_std_pitch_st: float
+    min_std_pitch_range_st: float
+    min_std_loudness_db: float
+    min_std_rate_cpm: float
+
+
+@dataclass(config=_STRICT)
+class ClarityOptions:
+    long_sentence_chars: int
+    repeat_similarity: float
+    repeat_min_chars: int
+
+
+@dataclass(config=_STRICT)
+class CohortOptions:
+    early_days: int
+    current_days: int
+    fallback_calls: int
+
+
+@dataclass(config=_STRICT)
+class AlignOptions:
+    min_similarity: float
+    gap_penalty: float
+    context_weight: float
+
+
+@dataclass(config=_STRICT)
+class DiarizeOptions:
+    min_segment_s: float
+    min_segments: int
+
+
+@dataclass(config=_STRICT)
 class PhraseList:
     name: str
-    speaker: str
+    speaker: str  # whose speech the list is counted on: agent | customer
     phrases: tuple[str, ...]
 
 
+@dataclass(config=_STRICT)
+class Lexicon:
+    """The editable word lists, loaded from the files [lexicon] names."""
+
+    phrases: tuple[PhraseList, ...]
+    jargon: tuple[str, ...]
+
+    def phrase_list(self, name: str) -> tuple[str, ...]:
+        for pl in self.phrases:
+            if pl.name == name:
+                return pl.phrases
+        return ()
+
+
+@dataclass(config=_STRICT)
+class Config:
+    run: RunSettings
+    vad: VadOptions
+    asr: AsrOptions
+    tone: ToneOptions
+    agitation: AgitationOptions
+    baseline: BaselineOptions
+    clarity: ClarityOptions
+    cohorts: CohortOptions
+    alignment: AlignOptions
+    diarize: DiarizeOptions
+    lexicon: Lexicon
+    sources: tuple[str, ...] = ()  # the files and variables this config was read from
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
-    with open(path, "rb") as f:
-        return tomllib.load(f)
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"settings file not found: {path}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
 
 
-@lru_cache(maxsize=8)
-def load_thresholds(path: Path | None = None) -> dict[str, dict[str, float]]:
-    """Sections of thresholds.toml, e.g. load_thresholds()["tone"]["dead_air_min_s"]."""
-    return _read_toml(path or Settings().thresholds)
+def _resolve_path(value: str, base: Path) -> str:
+    """'@data/x' -> the package data folder; '@repo/x' -> the repo; relative -> against base."""
+    if value.startswith("@data/"):
+        return str(DATA_DIR / value.removeprefix("@data/"))
+    if value.startswith("@repo/"):
+        return str(REPO_DIR / value.removeprefix("@repo/"))
+    p = Path(value).expanduser()
+    return str(p if p.is_absolute() else base / p)
 
 
-@lru_cache(maxsize=8)
-def load_phrases(path: Path | None = None) -> dict[str, PhraseList]:
-    raw = _read_toml(path or Settings().phrases)
-    return {
-        name: PhraseList(name, sec.get("speaker", "agent"), tuple(sec["phrases"]))
-        for name, sec in raw.items()
-    }
+_PATH_KEYS = {
+    ("run", "models_dir"),
+    ("lexicon", "phrases"),
+    ("lexicon", "jargon"),
+    ("lexicon", "hallucinations"),
+}
 
 
-@lru_cache(maxsize=8)
-def load_jargon(path: Path | None = None) -> tuple[str, ...]:
-    lines = (path or Settings().jargon).read_text(encoding="utf-8").splitlines()
-    terms = (line.split("#", 1)[0].strip() for line in lines)
-    return tuple(t for t in terms if t)
+def _merge(base: dict[str, Any], layer: Mapping[str, Any], where: str, root: Path) -> None:
+    """Overlay one settings layer; unknown sections or keys are errors, not silently ignored."""
+    for section, values in layer.items():
+        if section not in base or not isinstance(values, Mapping):
+            raise ConfigError(f"{where}: unknown section [{section}]; known: {', '.join(base)}")
+        for key, value in values.items():
+            if key not in base[section]:
+                raise ConfigError(
+                    f"{where}: unknown key {key!r} in [{section}]; known: "
+                    f"{', '.join(base[section])}"
+                )
+            if (section, key) in _PATH_KEYS and isinstance(value, str) and value:
+                value = _resolve_path(value, root)
+            base[section][key] = value
+
+
+def _env_layer(env: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    layer: dict[str, dict[str, str]] = {}
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG":
+            continue
+        rest = name.removeprefix(ENV_PREFIX)
+        if rest in ENV_SHORTCUTS:
+            section, key = ENV_SHORTCUTS[rest]
+        elif "__" in rest:
+            section, key = (part.lower() for part in rest.split("__", 1))
+        else:
+            continue  # not a settings variable (e.g. one a test harness sets)
+        layer.setdefault(section, {})[key] = value
+    return layer
+
+
+def _read_phrases(path: Path) -> tuple[PhraseList, ...]:
+    raw = _read_toml(path)
+    try:
+        return tuple(
+            PhraseList(
+                name=name, speaker=sec.get("speaker", "agent"), phrases=tuple(sec["phrases"])
+            )
+            for name, sec in raw.items()
+        )
+    except (KeyError, TypeError, AttributeError, ValidationError) as e:
+        raise ConfigError(f"{path}: each [list] needs `phrases = [...]`: {e}") from None
+
+
+def _read_lines(path: Path) -> tuple[str, ...]:
+    """One entry per line; '#' starts a comment."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise ConfigError(f"word list not found: {path}") from None
+    entries = (line.split("#", 1)[0].strip() for line in lines)
+    return tuple(e for e in entries if e)
+
+
+def find_config_file(cwd: Path, env: Mapping[str, str], flag: Path | None = None) -> Path | None:
+    """--config FILE, else CALLREVIEW_CONFIG, else callreview.toml in the working folder."""
+    if flag is not None:
+        return flag
+    if env.get(ENV_PREFIX + "CONFIG"):
+        return Path(env[ENV_PREFIX + "CONFIG"])
+    candidate = cwd / USER_FILE
+    return candidate if candidate.is_file() else None
+
+
+def load_config(
+    path: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    cwd: Path | None = None,
+) -> Config:
+    """Defaults <- settings file <- environment <- overrides (CLI flags), validated and typed."""
+    cwd = cwd or Path.cwd()
+    merged = _read_toml(DEFAULTS_FILE)
+    sources = [str(DEFAULTS_FILE)]
+    for section, key in _PATH_KEYS:
+        merged[section][key] = _resolve_path(merged[section][key], DATA_DIR)
+    if path is not None:
+        _merge(merged, _read_toml(path), str(path), Path(path).resolve().parent)
+        sources.append(str(path))
+    env_layer = _env_layer(env or {})
+    if env_layer:
+        _merge(merged, env_layer, "environment (CALLREVIEW_*)", cwd)
+        sources.append("environment")
+    if overrides:
+        layer = {s: {k: v for k, v in kv.items() if v is not None} for s, kv in overrides.items()}
+        _merge(merged, layer, "command line", cwd)
+    run = dict(merged["run"])
+    run["db"] = str(cwd / run["db"]) if not Path(run["db"]).is_absolute() else run["db"]
+    for key in ("model", "device"):
+        run[key] = run[key] or None
+    lex = merged.pop("lexicon")
+    try:
+        lexicon = Lexicon(
+            phrases=_read_phrases(Path(lex["phrases"])), jargon=_read_lines(Path(lex["jargon"]))
+        )
+        asr = {**merged["asr"], "hallucinations": _read_lines(Path(lex["hallucinations"]))}
+        return Config(
+            **{**merged, "run": run, "asr": asr, "lexicon": lexicon, "sources": tuple(sources)}
+        )
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors()
+        )
+        raise ConfigError(f"invalid settings ({', '.join(sources)}): {problems}") from None
+
+
+def default_config() -> Config:
+    """The shipped defaults alone: for tests and notebooks that want no user overrides."""
+    return load_config(path=None, env={}, cwd=Path.cwd())

@@ -12,20 +12,24 @@ import librosa
 import numpy as np
 from scipy.cluster.vq import kmeans2, whiten
 
+from pipeline.config import DiarizeOptions
 from pipeline.records import CallAudio, Segment
+from pipeline.tone import hz_to_st
 
 
 def _features(x: np.ndarray, sr: int) -> np.ndarray:
     mfcc = librosa.feature.mfcc(y=x, sr=sr, n_mfcc=13).mean(axis=1)
     f0 = librosa.yin(x, fmin=65, fmax=500, sr=sr, frame_length=1024)
-    return np.append(mfcc[1:], 12 * np.log2(np.median(f0)))  # c0 is loudness, not voice
+    return np.append(mfcc[1:], hz_to_st(float(np.median(f0))))  # c0 is loudness, not voice
 
 
-def attribute_mono(audio: CallAudio, spans: list[tuple[float, float]]) -> list[Segment]:
-    assert audio.mono is not None
-    clips = [audio.mono[int(a * audio.sr) : int(b * audio.sr)] for a, b in spans]
-    usable = [i for i, c in enumerate(clips) if len(c) >= 2048]
-    if len(usable) < 4:  # too little to tell two voices apart: everything is the agent's
+def attribute_mono(
+    audio: CallAudio, spans: list[tuple[float, float]], options: DiarizeOptions
+) -> list[Segment]:
+    clips = [audio.clip("agent", a, b) for a, b in spans]
+    min_len = int(options.min_segment_s * audio.sr)
+    usable = [i for i, c in enumerate(clips) if len(c) >= min_len]
+    if len(usable) < options.min_segments:  # too little to tell two voices apart: all agent
         return [Segment(a, b, "agent") for a, b in spans]
     feats = whiten(np.stack([_features(clips[i], audio.sr) for i in usable]))
     _, labels = kmeans2(feats, 2, minit="++", seed=0)

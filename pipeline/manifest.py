@@ -1,4 +1,4 @@
-"""Read a recordings folder's manifest.csv into CallInput records (DESIGN section 1).
+"""Read a recordings folder's manifest.csv into CallInput records (docs/CONTRACTS.md, "Input").
 
 A wrong row (missing file, bad date, duplicate call_id, path escaping the folder, unknown
 channel layout) becomes a Failure with its reason; the other rows go on.
@@ -63,13 +63,25 @@ def read_manifest(folder: str | Path) -> tuple[list[CallInput], list[Failure]]:
             call = _parse_row(folder, row)
         except ValueError as e:
             failures.append(
-                Failure("manifest", str(e), (row.get("call_id") or "").strip() or None,
-                        (row.get("path") or "").strip() or None, line)
+                Failure(
+                    "manifest",
+                    str(e),
+                    (row.get("call_id") or "").strip() or None,
+                    (row.get("path") or "").strip() or None,
+                    line,
+                )
             )
             continue
         if call.call_id in seen:
-            failures.append(Failure("manifest", f"duplicate call_id {call.call_id!r}",
-                                    call.call_id, call.rel_path, line))
+            failures.append(
+                Failure(
+                    "manifest",
+                    f"duplicate call_id {call.call_id!r}",
+                    call.call_id,
+                    call.rel_path,
+                    line,
+                )
+            )
             continue
         seen.add(call.call_id)
         calls.append(call)

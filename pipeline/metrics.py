@@ -8,18 +8,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.audio import SAMPLE_RATE
 from pipeline.clarity import call_clarity, word_count_and_jargon
-from pipeline.config import load_thresholds
+from pipeline.config import ClarityOptions, Lexicon, ToneOptions
 from pipeline.records import CallAudio, CallFigures, Utterance, UtteranceFigures
 from pipeline.text import n_chars
-from pipeline.tone import Acoustics, acoustics, phrase_counts, speech_rate_cpm, turn_taking
-
-
-def _clip(audio: CallAudio, u: Utterance) -> np.ndarray:
-    x = audio.mono if audio.layout == "mono" else audio.channel(u.speaker)
-    assert x is not None
-    return x[int(u.start_s * SAMPLE_RATE) : int(u.end_s * SAMPLE_RATE)]
+from pipeline.tone import (
+    Acoustics,
+    acoustics,
+    hz_to_st,
+    phrase_counts,
+    speech_rate_cpm,
+    turn_taking,
+)
 
 
 def _per_min(count: int, seconds: float) -> float | None:
@@ -27,28 +27,44 @@ def _per_min(count: int, seconds: float) -> float | None:
 
 
 def measure_call(
-    call_id: str, audio: CallAudio, utts: list[Utterance]
+    call_id: str,
+    audio: CallAudio,
+    utts: list[Utterance],
+    tone: ToneOptions,
+    clarity_options: ClarityOptions,
+    lexicon: Lexicon,
 ) -> tuple[list[UtteranceFigures], CallFigures]:
-    tone_cfg = load_thresholds()["tone"]
-    two_channels = audio.layout != "mono"
-    turns = turn_taking(utts, two_channels)
-    acs: list[Acoustics] = [acoustics(_clip(audio, u)) for u in utts]
+    two_channels = not audio.is_mono
+    turns = turn_taking(utts, tone)
+    acs: list[Acoustics] = [
+        acoustics(audio.clip(u.speaker, u.start_s, u.end_s), tone) for u in utts
+    ]
 
     figures: list[UtteranceFigures] = []
     for u, ac, ov, intr in zip(utts, acs, turns.overlap_s, turns.interrupts, strict=True):
-        hits = phrase_counts(u.text)
-        n_words, jargon = word_count_and_jargon(u.text)
-        figures.append(UtteranceFigures(
-            call_id=call_id, utterance_id=u.utterance_id, n_chars=n_chars(u.text),
-            speech_rate_cpm=speech_rate_cpm(u.text, u.duration_s),
-            pitch_median_hz=ac.pitch_median_hz, pitch_range_st=ac.pitch_range_st,
-            loudness_dbfs=ac.loudness_dbfs, loudness_std_db=ac.loudness_std_db,
-            politeness_hits=hits.get("politeness", 0), impatience_hits=hits.get("impatience", 0),
-            confirmation_hits=hits.get("confirmation", 0), confusion_hits=hits.get("confusion", 0),
-            structure_hits=hits.get("structure", 0), jargon_hits=jargon, n_words=n_words,
-            overlaps_other_s=round(ov, 3) if two_channels else 0.0,
-            interrupts=intr if two_channels else False,
-        ))
+        hits = phrase_counts(u.text, lexicon)
+        n_words, jargon = word_count_and_jargon(u.text, lexicon.jargon)
+        figures.append(
+            UtteranceFigures(
+                call_id=call_id,
+                utterance_id=u.utterance_id,
+                n_chars=n_chars(u.text),
+                speech_rate_cpm=speech_rate_cpm(u.text, u.duration_s, tone),
+                pitch_median_hz=ac.pitch_median_hz,
+                pitch_range_st=ac.pitch_range_st,
+                loudness_dbfs=ac.loudness_dbfs,
+                loudness_std_db=ac.loudness_std_db,
+                politeness_hits=hits.get("politeness", 0),
+                impatience_hits=hits.get("impatience", 0),
+                confirmation_hits=hits.get("confirmation", 0),
+                confusion_hits=hits.get("confusion", 0),
+                structure_hits=hits.get("structure", 0),
+                jargon_hits=jargon,
+                n_words=n_words,
+                overlaps_other_s=round(ov, 3) if two_channels else 0.0,
+                interrupts=intr if two_channels else False,
+            )
+        )
 
     def side(speaker: str) -> list[int]:
         return [i for i, u in enumerate(utts) if u.speaker == speaker]
@@ -58,8 +74,11 @@ def measure_call(
     customer_s = sum(utts[i].duration_s for i in customer)
     agent_chars = sum(figures[i].n_chars for i in agent)
     customer_chars = sum(figures[i].n_chars for i in customer)
-    fast_s = sum(utts[i].duration_s for i in agent
-                 if (figures[i].speech_rate_cpm or 0) > tone_cfg["speech_rate_max_cpm"])
+    fast_s = sum(
+        utts[i].duration_s
+        for i in agent
+        if (figures[i].speech_rate_cpm or 0) > tone.speech_rate_max_cpm
+    )
 
     def pooled_pitch(idx: list[int]) -> np.ndarray:
         parts = [acs[i].voiced_pitch_hz for i in idx if acs[i].voiced_pitch_hz.size]
@@ -67,8 +86,11 @@ def measure_call(
 
     def pooled_loudness(idx: list[int]) -> float | None:
         # Power mean weighted by duration: a long loud explanation counts more than "嗯".
-        vals = [(figures[i].loudness_dbfs, utts[i].duration_s) for i in idx
-                if figures[i].loudness_dbfs is not None]
+        vals = [
+            (figures[i].loudness_dbfs, utts[i].duration_s)
+            for i in idx
+            if figures[i].loudness_dbfs is not None
+        ]
         if not vals:
             return None
         power = sum(10 ** (db / 10) * d for db, d in vals) / sum(d for _, d in vals)
@@ -77,7 +99,7 @@ def measure_call(
     agent_pitch = pooled_pitch(agent)
     customer_pitch = pooled_pitch(customer)
     agent_db = [figures[i].loudness_dbfs for i in agent if figures[i].loudness_dbfs is not None]
-    clarity = call_clarity(utts)
+    clarity = call_clarity(utts, clarity_options)
     total_words = sum(figures[i].n_words for i in agent)
     politeness = sum(figures[i].politeness_hits for i in agent)
     impatience = sum(figures[i].impatience_hits for i in agent)
@@ -92,8 +114,9 @@ def measure_call(
         customer_speech_rate_cpm=customer_chars / (customer_s / 60) if customer_s > 0 else None,
         agent_fast_speech_share=fast_s / agent_s if agent_s > 0 else None,
         agent_pitch_median_hz=float(np.median(agent_pitch)) if agent_pitch.size else None,
-        agent_pitch_range_st=float(np.subtract(*np.percentile(12 * np.log2(agent_pitch), [90, 10])))
-        if agent_pitch.size else None,
+        agent_pitch_range_st=float(np.subtract(*np.percentile(hz_to_st(agent_pitch), [90, 10])))
+        if agent_pitch.size
+        else None,
         customer_pitch_median_hz=float(np.median(customer_pitch)) if customer_pitch.size else None,
         agent_loudness_dbfs=pooled_loudness(agent),
         agent_loudness_std_db=float(np.std(agent_db)) if len(agent_db) > 1 else None,
@@ -104,7 +127,9 @@ def measure_call(
         overtalk_total_s=round(turns.overtalk_total_s, 3) if two_channels else None,
         agent_interruptions=turns.agent_interruptions if two_channels else None,
         customer_interruptions=turns.customer_interruptions if two_channels else None,
-        response_latency_median_s=float(np.median(turns.latencies_s)) if turns.latencies_s else None,
+        response_latency_median_s=float(np.median(turns.latencies_s))
+        if turns.latencies_s
+        else None,
         agent_politeness_count=politeness,
         agent_politeness_per_min=_per_min(politeness, agent_s),
         agent_impatience_count=impatience,

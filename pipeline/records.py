@@ -45,12 +45,12 @@ class Failure:
     row: int | None = None  # manifest line number (1 = header)
 
 
-@dataclass
+@dataclass(frozen=True)
 class CallAudio:
-    """Decoded call audio at `sr`, split per speaker.
+    """Decoded call audio at `sr`, one track per recorded channel.
 
-    For stereo calls each speaker has its own channel. For mono calls `mono` is set and
-    `agent`/`customer` are None until diarisation attributes the segments.
+    Stereo calls hold (agent, customer), already swapped for `agent_right`; mono calls hold the
+    single mix, on which both speakers are heard until diarisation attributes the segments.
     """
 
     sr: int
@@ -59,12 +59,19 @@ class CallAudio:
     n_channels: int
     layout: ChannelLayout
     sha256: str
-    agent: np.ndarray | None = None
-    customer: np.ndarray | None = None
-    mono: np.ndarray | None = None
+    tracks: tuple[np.ndarray, ...]
 
-    def channel(self, speaker: Speaker) -> np.ndarray | None:
-        return self.agent if speaker == "agent" else self.customer
+    @property
+    def is_mono(self) -> bool:
+        return self.layout == "mono"
+
+    def samples(self, speaker: Speaker) -> np.ndarray:
+        """What `speaker` is heard on: their own channel, or the mix of a mono call."""
+        return self.tracks[0] if self.is_mono or speaker == "agent" else self.tracks[1]
+
+    def clip(self, speaker: Speaker, start_s: float, end_s: float) -> np.ndarray:
+        x = self.samples(speaker)
+        return x[int(start_s * self.sr) : int(end_s * self.sr)]
 
 
 @dataclass(frozen=True)
@@ -76,7 +83,7 @@ class Segment:
     speaker: Speaker
 
 
-@dataclass
+@dataclass(frozen=True)
 class Utterance:
     """One speaker turn with its transcript (simplified Chinese, PII-masked)."""
 
@@ -95,7 +102,7 @@ class Utterance:
         return self.end_s - self.start_s
 
 
-@dataclass
+@dataclass(frozen=True)
 class UtteranceFigures:
     """Per-utterance tone and clarity figures (see docs/METRICS.md)."""
 
@@ -118,7 +125,7 @@ class UtteranceFigures:
     interrupts: bool  # started while the other speaker had been talking for > threshold
 
 
-@dataclass
+@dataclass(frozen=True)
 class CallFigures:
     """Call-level tone and clarity figures; every field is documented in docs/METRICS.md.
 
@@ -164,7 +171,7 @@ class CallFigures:
     agent_chars_per_customer_turn: float | None
 
 
-@dataclass
+@dataclass(frozen=True)
 class CallResult:
     """Everything the per-call stages produce for one call."""
 
@@ -175,3 +182,149 @@ class CallResult:
     utterances: list[Utterance]
     figures: list[UtteranceFigures]
     call_figures: CallFigures
+
+
+# --------------------------------------------------------------------------------------------
+# Rows of the DuckDB tables that are not the records above. pipeline/store/schema.py generates
+# every table from these classes, so a column's name and type are defined exactly once.
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """One run of the review flow (`runs`)."""
+
+    run_id: str
+    started_at: datetime
+    finished_at: datetime | None
+    folder: str
+    n_inputs: int
+    n_ok: int | None
+    n_failed: int | None
+    n_skipped: int | None
+    asr_model: str
+    device: str
+    versions: str  # JSON: package versions that produced the run
+    status: str  # running | ok | ok_with_failures
+
+
+@dataclass(frozen=True)
+class FailureRow:
+    """One input that failed, in one run (`failures`)."""
+
+    run_id: str
+    stage: str
+    call_id: str | None
+    path: str | None
+    manifest_line: int | None
+    reason: str
+    failed_at: datetime
+
+
+@dataclass(frozen=True)
+class CallRow:
+    """One call as the manifest and the run saw it (`call_log`, behind the `calls` view)."""
+
+    call_id: str
+    agent_id: str
+    recorded_at: datetime
+    agent_hired_at: date | None
+    topic: str | None
+    channels: str | None
+    folder: str
+    path: str
+    audio_sha256: str | None
+    duration_s: float | None
+    status: str  # ok | failed
+    error: str | None
+    run_id: str
+    processed_at: datetime
+    attributes: str  # JSON: the manifest's extra columns
+
+
+@dataclass(frozen=True)
+class CallDerived:
+    """Figures of a call that need the agent's other calls (`call_derived`)."""
+
+    call_id: str
+    tenure_days: int | None
+    cohort: str | None
+    agitation: float | None
+    agitation_high_share: float | None
+    agent_pitch_vs_baseline_st: float | None
+
+
+@dataclass(frozen=True)
+class UtteranceDerived:
+    call_id: str
+    utterance_id: int
+    pitch_vs_baseline_st: float | None
+    agitation: float | None
+
+
+@dataclass(frozen=True)
+class AgentBaseline:
+    """An agent's early-career voice, the reference agitation is measured against."""
+
+    agent_id: str
+    baseline_source: str  # early | all
+    baseline_pitch_hz: float | None
+    pitch_st_mean: float | None
+    pitch_st_std: float | None
+    pitch_range_st_mean: float | None
+    pitch_range_st_std: float | None
+    loudness_dbfs_mean: float | None
+    loudness_dbfs_std: float | None
+    speech_rate_cpm_mean: float | None
+    speech_rate_cpm_std: float | None
+
+
+@dataclass(frozen=True)
+class AgentDrift:
+    """One agent and one call metric, early vs current (`agent_drift`)."""
+
+    agent_id: str
+    metric: str
+    early_mean: float | None
+    current_mean: float | None
+    delta: float | None
+    n_early: int
+    n_current: int
+    effect_size: float | None
+
+
+@dataclass(frozen=True)
+class PairRow:
+    """An early call paired with a current call on the same question (`call_pairs`)."""
+
+    pair_id: str
+    agent_id: str
+    early_call_id: str
+    current_call_id: str
+    topic: str | None
+    similarity: float
+
+
+@dataclass(frozen=True)
+class AlignedRow:
+    """An early agent turn aligned with the current turn answering the same question."""
+
+    pair_id: str
+    agent_id: str
+    early_call_id: str
+    current_call_id: str
+    early_utterance_id: int
+    current_utterance_id: int
+    similarity: float
+    early_customer_text: str
+    early_text: str
+    current_customer_text: str
+    current_text: str
+    early_start_s: float
+    early_end_s: float
+    current_start_s: float
+    current_end_s: float
+    delta_speech_rate_cpm: float | None
+    delta_pitch_vs_baseline_st: float | None
+    delta_loudness_db: float | None
+    delta_agitation: float | None

@@ -11,13 +11,12 @@ import librosa
 import numpy as np
 
 from pipeline.audio import SAMPLE_RATE
-from pipeline.config import load_phrases, load_thresholds
+from pipeline.config import Lexicon, ToneOptions
 from pipeline.records import Utterance
 from pipeline.text import count_phrases, n_chars
 
 FRAME = 1024  # 64 ms at 16 kHz: two periods of the lowest pitch we track (65 Hz)
 HOP = 320  # 20 ms
-SILENCE_DBFS = -50.0  # frames quieter than this are line noise, not voice
 
 
 @dataclass(frozen=True)
@@ -29,40 +28,54 @@ class Acoustics:
     voiced_pitch_hz: np.ndarray  # per voiced frame, for call-level pooling
 
 
+def hz_to_st(hz: np.ndarray | float, ref_hz: np.ndarray | float = 1.0) -> np.ndarray | float:
+    """Semitones of `hz` above `ref_hz`: 12 log2(hz / ref). Pitch differences are heard in ratios."""
+    return 12 * np.log2(np.divide(hz, ref_hz))
+
+
 def frame_db(x: np.ndarray) -> np.ndarray:
     rms = librosa.feature.rms(y=x, frame_length=FRAME, hop_length=HOP, center=True)[0]
     return 20 * np.log10(np.maximum(rms, 1e-10))
 
 
-def acoustics(x: np.ndarray) -> Acoustics:
+def acoustics(x: np.ndarray, options: ToneOptions) -> Acoustics:
     """Pitch (pYIN, voiced frames only) and loudness of one utterance's samples."""
-    cfg = load_thresholds()["tone"]
     if len(x) < FRAME:
         return Acoustics(None, None, None, None, np.empty(0))
     db = frame_db(x)
-    active = db > SILENCE_DBFS
+    active = db > options.silence_dbfs
     loud = loud_std = None
     if active.any():
         power = 10 ** (db[active] / 10)
         loud = float(10 * np.log10(power.mean()))
         loud_std = float(db[active].std())
     f0, voiced, _ = librosa.pyin(
-        x, fmin=cfg["pitch_fmin_hz"], fmax=cfg["pitch_fmax_hz"], sr=SAMPLE_RATE,
-        frame_length=FRAME, hop_length=HOP, center=True,
+        x,
+        fmin=options.pitch_fmin_hz,
+        fmax=options.pitch_fmax_hz,
+        sr=SAMPLE_RATE,
+        frame_length=FRAME,
+        hop_length=HOP,
+        center=True,
     )
     n = min(len(f0), len(active))
     keep = voiced[:n] & active[:n] & np.isfinite(f0[:n])
     pitch = f0[:n][keep]
     if pitch.size < 5:
         return Acoustics(None, None, loud, loud_std, np.empty(0))
-    st = 12 * np.log2(pitch)
-    return Acoustics(float(np.median(pitch)), float(np.percentile(st, 90) - np.percentile(st, 10)),
-                     loud, loud_std, pitch)
+    st = hz_to_st(pitch)
+    return Acoustics(
+        float(np.median(pitch)),
+        float(np.percentile(st, 90) - np.percentile(st, 10)),
+        loud,
+        loud_std,
+        pitch,
+    )
 
 
-def speech_rate_cpm(text: str, duration_s: float) -> float | None:
+def speech_rate_cpm(text: str, duration_s: float, options: ToneOptions) -> float | None:
     """Characters per minute of this speaker's speech (字/分钟)."""
-    return n_chars(text) / (duration_s / 60) if duration_s > 0.3 else None
+    return n_chars(text) / (duration_s / 60) if duration_s > options.rate_min_duration_s else None
 
 
 @dataclass(frozen=True)
@@ -88,13 +101,12 @@ def _merge(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
     return [(a, b) for a, b in merged]
 
 
-def turn_taking(utts: list[Utterance], two_channels: bool = True) -> TurnTaking:
+def turn_taking(utts: list[Utterance], options: ToneOptions) -> TurnTaking:
     """Overlap, interruptions, dead air and latency from utterance timings.
 
     Overlap needs each side on its own channel: on mono calls segments cannot overlap, so the
     overlap-based figures are reported as 0 there and flagged null by the caller.
     """
-    cfg = load_thresholds()["tone"]
     overlap = [0.0] * len(utts)
     interrupts = [False] * len(utts)
     overtalk_spans: list[tuple[float, float]] = []
@@ -105,16 +117,16 @@ def turn_taking(utts: list[Utterance], two_channels: bool = True) -> TurnTaking:
             a, b = max(u.start_s, v.start_s), min(u.end_s, v.end_s)
             if b > a:
                 overlap[i] += b - a
-                if b - a >= cfg["overtalk_min_s"]:
+                if b - a >= options.overtalk_min_s:
                     overtalk_spans.append((a, b))
             # u starts inside v, after v had been going for a while, and v goes on past u's start
-            if (v.start_s + cfg["interrupt_min_s"] <= u.start_s < v.end_s - cfg["overtalk_min_s"]):
+            if v.start_s + options.interrupt_min_s <= u.start_s < v.end_s - options.overtalk_min_s:
                 interrupts[i] = True
     overtalk = _merge(overtalk_spans)
 
     speech = _merge([(u.start_s, u.end_s) for u in utts])
     gaps = [b2 - a1 for (_, a1), (b2, _) in zip(speech, speech[1:], strict=False)]
-    dead = [g for g in gaps if g > cfg["dead_air_min_s"]]
+    dead = [g for g in gaps if g > options.dead_air_min_s]
 
     latencies: list[float] = []
     for prev, u in zip(utts, utts[1:], strict=False):
@@ -125,14 +137,18 @@ def turn_taking(utts: list[Utterance], two_channels: bool = True) -> TurnTaking:
         interrupts=interrupts,
         overtalk_count=len(overtalk),
         overtalk_total_s=float(sum(b - a for a, b in overtalk)),
-        agent_interruptions=sum(1 for u, f in zip(utts, interrupts, strict=True) if f and u.speaker == "agent"),
-        customer_interruptions=sum(1 for u, f in zip(utts, interrupts, strict=True) if f and u.speaker == "customer"),
+        agent_interruptions=sum(
+            1 for u, f in zip(utts, interrupts, strict=True) if f and u.speaker == "agent"
+        ),
+        customer_interruptions=sum(
+            1 for u, f in zip(utts, interrupts, strict=True) if f and u.speaker == "customer"
+        ),
         dead_air_count=len(dead),
         dead_air_total_s=float(sum(dead)),
         latencies_s=latencies,
     )
 
 
-def phrase_counts(text: str) -> dict[str, int]:
+def phrase_counts(text: str, lexicon: Lexicon) -> dict[str, int]:
     """Hits per phrase list (politeness, impatience, confirmation, confusion, structure...)."""
-    return {name: count_phrases(text, pl.phrases) for name, pl in load_phrases().items()}
+    return {pl.name: count_phrases(text, pl.phrases) for pl in lexicon.phrases}

@@ -10,77 +10,82 @@ Windows from many calls can share a batch: `transcribe_calls` takes any number o
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import whisper
-from whisper.tokenizer import get_tokenizer
+from whisper.tokenizer import Tokenizer, get_tokenizer
 
 from pipeline.audio import SAMPLE_RATE
-from pipeline.config import load_thresholds
+from pipeline.config import AsrOptions
 from pipeline.records import CallAudio, Segment, Utterance
 from pipeline.text import is_hallucination, normalise
 
-WINDOW_S = 30.0
-GAP_S = 0.6  # silence put between packed segments: long enough for Whisper to start a new segment
-FALLBACK_TEMPERATURES = (0.2, 0.4, 0.6, 0.8, 1.0)
+TimedText = tuple[float, float, str]  # (start_s, end_s) within a window, and the text
 
 
-@dataclass
+@dataclass(frozen=True)
 class Piece:
-    """One VAD segment placed in a window: source times and where it sits in the window."""
+    """One VAD segment placed in a window: its source times and where it sits in the window."""
 
     segment: Segment
     offset_s: float  # start within the window
-    texts: list[str] = field(default_factory=list)
-    covered_s: float = 0.0  # seconds of this piece under decoded, timestamped text
 
     @property
     def duration_s(self) -> float:
         return self.segment.end_s - self.segment.start_s
 
 
-@dataclass
+@dataclass(frozen=True)
 class Window:
     call_id: str
     audio: np.ndarray
-    pieces: list[Piece]
-    avg_logprob: float = 0.0
-    no_speech_prob: float = 0.0
-    compression_ratio: float = 0.0
+    pieces: tuple[Piece, ...]
 
 
-def pack_windows(call_id: str, audio: CallAudio, segments: list[Segment]) -> list[Window]:
-    """Concatenate each speaker's segments, in order, into windows of at most 30 s."""
+@dataclass(frozen=True)
+class WindowText:
+    """What decoding one window gave: text and timed coverage per piece, and Whisper's scores."""
+
+    texts: tuple[tuple[str, ...], ...]  # per piece
+    covered_s: tuple[float, ...]  # per piece: seconds under decoded, timestamped text
+    avg_logprob: float
+    no_speech_prob: float
+    compression_ratio: float
+
+
+def pack_windows(
+    call_id: str, audio: CallAudio, segments: list[Segment], options: AsrOptions
+) -> list[Window]:
+    """Concatenate each speaker's segments, in order, into windows of at most `window_s`."""
     windows: list[Window] = []
+    window_len = int(options.window_s * SAMPLE_RATE)
+    gap = np.zeros(int(options.gap_s * SAMPLE_RATE), dtype=np.float32)
     for speaker in ("agent", "customer"):
-        channel = audio.channel(speaker) if audio.layout != "mono" else audio.mono
-        assert channel is not None
-        gap = np.zeros(int(GAP_S * SAMPLE_RATE), dtype=np.float32)
         clips: list[np.ndarray] = []
         pieces: list[Piece] = []
         used = 0.0
         for seg in (s for s in segments if s.speaker == speaker):
-            clip = channel[int(seg.start_s * SAMPLE_RATE) : int(seg.end_s * SAMPLE_RATE)]
+            clip = audio.clip(speaker, seg.start_s, seg.end_s)
             length = len(clip) / SAMPLE_RATE
-            if pieces and used + GAP_S + length > WINDOW_S:
-                windows.append(Window(call_id, np.concatenate(clips), pieces))
+            if pieces and used + options.gap_s + length > options.window_s:
+                windows.append(Window(call_id, np.concatenate(clips), tuple(pieces)))
                 clips, pieces, used = [], [], 0.0
             if pieces:
                 clips.append(gap)
-                used += GAP_S
+                used += options.gap_s
             pieces.append(Piece(seg, used))
-            clips.append(clip[: int(WINDOW_S * SAMPLE_RATE)])
-            used += min(length, WINDOW_S)
+            clips.append(clip[:window_len])
+            used += min(length, options.window_s)
         if pieces:
-            windows.append(Window(call_id, np.concatenate(clips), pieces))
+            windows.append(Window(call_id, np.concatenate(clips), tuple(pieces)))
     return windows
 
 
-def _timed_segments(tokens: list[int], tokenizer, end_s: float) -> list[tuple[float, float, str]]:
+def timed_segments(tokens: list[int], tokenizer: Tokenizer, end_s: float) -> list[TimedText]:
     """Split a decoded token list at Whisper's timestamp tokens into (start, end, text)."""
-    out: list[tuple[float, float, str]] = []
+    out: list[TimedText] = []
     start: float | None = None
     text_tokens: list[int] = []
     for tok in tokens:
@@ -98,35 +103,44 @@ def _timed_segments(tokens: list[int], tokenizer, end_s: float) -> list[tuple[fl
     return out
 
 
-def _assign(window: Window, timed: list[tuple[float, float, str]]) -> None:
-    """Give each timed text to the piece(s) it overlaps; split it by overlap when it spans two."""
-    spans = [(p.offset_s, p.offset_s + p.segment.end_s - p.segment.start_s) for p in window.pieces]
-    for start, end, text in timed:
-        text = text.strip()
-        if not text or is_hallucination(text):
+def assign_texts(
+    pieces: tuple[Piece, ...], timed: list[TimedText], options: AsrOptions
+) -> tuple[tuple[tuple[str, ...], ...], tuple[float, ...]]:
+    """Give each timed text to the piece(s) it overlaps; split it by overlap when it spans two.
+
+    Returns the texts per piece and the seconds of each piece covered by timed text.
+    """
+    spans = [(p.offset_s, p.offset_s + p.duration_s) for p in pieces]
+    texts: list[list[str]] = [[] for _ in pieces]
+    covered = [0.0] * len(pieces)
+    for start, end, raw in timed:
+        text = raw.strip()
+        if not text or is_hallucination(text, options.hallucinations):
             continue
         overlaps = [max(0.0, min(end, b) - max(start, a)) for a, b in spans]
-        for piece, o in zip(window.pieces, overlaps, strict=True):
-            piece.covered_s += o
+        covered = [c + o for c, o in zip(covered, overlaps, strict=True)]
         total = sum(overlaps)
         if total <= 0:  # timestamp outside every piece: give it to the nearest
             mid = (start + end) / 2
-            nearest = min(range(len(spans)), key=lambda i: min(abs(mid - spans[i][0]), abs(mid - spans[i][1])))
-            window.pieces[nearest].texts.append(text)
+            nearest = min(
+                range(len(spans)), key=lambda i: min(abs(mid - spans[i][0]), abs(mid - spans[i][1]))
+            )
+            texts[nearest].append(text)
             continue
         shares = [o / total for o in overlaps]
-        if max(shares) > 0.85:
-            window.pieces[int(np.argmax(shares))].texts.append(text)
+        if max(shares) > options.whole_piece_share:
+            texts[int(np.argmax(shares))].append(text)
             continue
         cut = 0
         for i, share in enumerate(shares):
             if share <= 0:
                 continue
             n = round(share * len(text))
-            window.pieces[i].texts.append(text[cut : cut + n])
+            texts[i].append(text[cut : cut + n])
             cut += n
         if cut < len(text):
-            window.pieces[max(i for i, s in enumerate(shares) if s > 0)].texts.append(text[cut:])
+            texts[max(i for i, s in enumerate(shares) if s > 0)].append(text[cut:])
+    return tuple(tuple(t) for t in texts), tuple(covered)
 
 
 def _decode(model: whisper.Whisper, windows: list[Window], temperature: float) -> list:
@@ -150,76 +164,117 @@ def _decode(model: whisper.Whisper, windows: list[Window], temperature: float) -
         return whisper.decode(model, mels, options)
 
 
-def decode_windows(model: whisper.Whisper, windows: list[Window], batch_size: int = 8) -> None:
+def decode_pass(
+    model: whisper.Whisper, windows: list[Window], options: AsrOptions
+) -> list[WindowText]:
+    """Decode windows in batches; re-decode a window at rising temperature when it loops."""
+    if not windows:
+        return []
+    tokenizer = get_tokenizer(
+        model.is_multilingual, num_languages=model.num_languages, language="zh", task="transcribe"
+    )
+    out: list[WindowText] = []
+    for i in range(0, len(windows), options.batch_size):
+        batch = windows[i : i + options.batch_size]
+        results = _decode(model, batch, 0.0)
+        for window, result in zip(batch, results, strict=True):
+            for temperature in options.fallback_temperatures:
+                if result.compression_ratio <= options.compression_ratio_max:
+                    break
+                result = _decode(model, [window], temperature)[0]
+            texts: tuple[tuple[str, ...], ...] = tuple(() for _ in window.pieces)
+            covered = tuple(0.0 for _ in window.pieces)
+            # Whisper's own silence rule: likely no speech and not confidently decoded.
+            silent = (
+                result.no_speech_prob > options.no_speech_max
+                and result.avg_logprob < options.logprob_min
+            )
+            if not silent:
+                timed = timed_segments(result.tokens, tokenizer, len(window.audio) / SAMPLE_RATE)
+                texts, covered = assign_texts(window.pieces, timed, options)
+            out.append(
+                WindowText(
+                    texts,
+                    covered,
+                    result.avg_logprob,
+                    result.no_speech_prob,
+                    result.compression_ratio,
+                )
+            )
+    return out
+
+
+def decode_windows(
+    model: whisper.Whisper, windows: list[Window], options: AsrOptions
+) -> list[WindowText]:
     """Decode packed windows, then decode alone every piece the window pass left uncovered.
 
     Whisper sometimes ends a packed window early (an end-of-text after the first pieces), which
-    would silently drop the later turns; a piece under half covered by timestamped text is
-    decoded again on its own, and that text replaces the partial one.
+    would silently drop the later turns; a piece less than `retry_coverage` covered by timestamped
+    text is decoded again on its own, and that text replaces the partial one.
     """
-    _decode_pass(model, windows, batch_size)
-    retry = [(w, p) for w in windows for p in w.pieces if p.covered_s < 0.5 * p.duration_s]
+    first = decode_pass(model, windows, options)
+    retry = [
+        (w, k, j)
+        for w, (k, res) in zip(windows, enumerate(first), strict=True)
+        for j, p in enumerate(w.pieces)
+        if res.covered_s[j] < options.retry_coverage * p.duration_s
+    ]
     singles = []
-    for w, p in retry:
+    for w, _, j in retry:
+        p = w.pieces[j]
         start = int(p.offset_s * SAMPLE_RATE)
         clip = w.audio[start : start + int(p.duration_s * SAMPLE_RATE)]
-        singles.append(Window(w.call_id, clip, [Piece(p.segment, 0.0)]))
-    _decode_pass(model, singles, batch_size)
-    for (_, piece), single in zip(retry, singles, strict=True):
-        if single.pieces[0].texts:
-            piece.texts = single.pieces[0].texts
+        singles.append(Window(w.call_id, clip, (Piece(p.segment, 0.0),)))
+    texts = [list(res.texts) for res in first]
+    for (_, k, j), single in zip(retry, decode_pass(model, singles, options), strict=True):
+        if single.texts[0]:
+            texts[k][j] = single.texts[0]
+    return [
+        WindowText(
+            tuple(t), res.covered_s, res.avg_logprob, res.no_speech_prob, res.compression_ratio
+        )
+        for t, res in zip(texts, first, strict=True)
+    ]
 
 
-def _decode_pass(model: whisper.Whisper, windows: list[Window], batch_size: int) -> None:
-    """Decode windows in batches; re-decode a window at rising temperature when it loops."""
-    if not windows:
-        return
-    cfg = load_thresholds()["asr"]
-    tokenizer = get_tokenizer(model.is_multilingual, num_languages=model.num_languages,
-                              language="zh", task="transcribe")
-    for i in range(0, len(windows), batch_size):
-        batch = windows[i : i + batch_size]
-        results = _decode(model, batch, 0.0)
-        for window, result in zip(batch, results, strict=True):
-            for temperature in FALLBACK_TEMPERATURES:
-                if result.compression_ratio <= cfg["compression_ratio_max"]:
-                    break
-                result = _decode(model, [window], temperature)[0]
-            window.avg_logprob = result.avg_logprob
-            window.no_speech_prob = result.no_speech_prob
-            window.compression_ratio = result.compression_ratio
-            # Whisper's own silence rule: likely no speech and not confidently decoded.
-            if result.no_speech_prob > cfg["no_speech_max"] and result.avg_logprob < cfg["logprob_min"]:
-                continue
-            _assign(window, _timed_segments(result.tokens, tokenizer, len(window.audio) / SAMPLE_RATE))
-
-
-def utterances_from_windows(call_id: str, windows: list[Window]) -> list[Utterance]:
+def utterances_from_windows(
+    call_id: str, windows: list[Window], decoded: list[WindowText]
+) -> list[Utterance]:
     """One utterance per VAD segment that got text, ordered by start time."""
-    rows: list[Utterance] = []
-    for window in windows:
+    rows: list[tuple[Segment, str, WindowText]] = []
+    for window, result in zip(windows, decoded, strict=True):
         if window.call_id != call_id:
             continue
-        for piece in window.pieces:
-            text = normalise("".join(piece.texts))
-            if not text:
-                continue  # VAD fired but Whisper heard no words: no utterance is invented
-            seg = piece.segment
-            rows.append(Utterance(call_id, 0, seg.speaker, round(seg.start_s, 3), round(seg.end_s, 3),
-                                  text, window.avg_logprob, window.no_speech_prob,
-                                  window.compression_ratio))
-    rows.sort(key=lambda u: (u.start_s, u.speaker))
-    for i, u in enumerate(rows):
-        u.utterance_id = i
-    return rows
+        for piece, parts in zip(window.pieces, result.texts, strict=True):
+            text = normalise("".join(parts))
+            if text:  # VAD fired but Whisper heard no words: no utterance is invented
+                rows.append((piece.segment, text, result))
+    rows.sort(key=lambda r: (round(r[0].start_s, 3), r[0].speaker))
+    return [
+        Utterance(
+            call_id,
+            i,
+            seg.speaker,
+            round(seg.start_s, 3),
+            round(seg.end_s, 3),
+            text,
+            res.avg_logprob,
+            res.no_speech_prob,
+            res.compression_ratio,
+        )
+        for i, (seg, text, res) in enumerate(rows)
+    ]
 
 
 def transcribe_calls(
     model: whisper.Whisper,
     calls: list[tuple[str, CallAudio, list[Segment]]],
-    batch_size: int = 8,
+    options: AsrOptions,
 ) -> dict[str, list[Utterance]]:
     """Transcribe several calls' segments together, batching windows across calls."""
-    windows = [w for call_id, audio, segs in calls for w in pack_windows(call_id, audio, segs)]
-    decode_windows(model, windows, batch_size)
-    return {call_id: utterances_from_windows(call_id, windows) for call_id, _, _ in calls}
+    windows = [
+        w for call_id, audio, segs in calls for w in pack_windows(call_id, audio, segs, options)
+    ]
+    decoded = decode_windows(model, windows, options)
+    return {call_id: utterances_from_windows(call_id, windows, decoded) for call_id, _, _ in calls}

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import lru_cache
 
 import librosa
 import numpy as np
 import torch
 
 from pipeline.audio import SAMPLE_RATE
-from pipeline.config import load_thresholds
+from pipeline.config import DiarizeOptions, VadOptions
+from pipeline.diarize import attribute_mono
 from pipeline.records import CallAudio, Segment, Speaker
 
 VAD_SR = 8_000
@@ -41,48 +41,49 @@ def _single_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-@lru_cache(maxsize=1)
-def _model() -> torch.nn.Module:
+def load_vad_model() -> torch.nn.Module:
+    """silero-vad's JIT model; its weights ship inside the package (no download)."""
     return load_silero_vad()
 
 
-def speech_spans(x: np.ndarray, sr: int = SAMPLE_RATE) -> list[tuple[float, float]]:
+def speech_spans(
+    x: np.ndarray, options: VadOptions, model: torch.nn.Module, sr: int = SAMPLE_RATE
+) -> list[tuple[float, float]]:
     """(start_s, end_s) of speech in a mono signal, long stretches split for Whisper."""
-    cfg = load_thresholds()["vad"]
     if x.size == 0:
         return []
-    x8 = librosa.resample(x, orig_sr=sr, target_sr=VAD_SR, res_type="soxr_qq") if sr != VAD_SR else x
+    x8 = (
+        librosa.resample(x, orig_sr=sr, target_sr=VAD_SR, res_type="soxr_qq") if sr != VAD_SR else x
+    )
     with _single_thread():
         spans = get_speech_timestamps(
             torch.from_numpy(np.ascontiguousarray(x8, dtype=np.float32)),
-            _model(),
-            threshold=float(cfg["threshold"]),
+            model,
+            threshold=options.threshold,
             sampling_rate=VAD_SR,
-            min_speech_duration_ms=int(cfg["min_speech_s"] * 1000),
-            min_silence_duration_ms=int(cfg["min_silence_s"] * 1000),
-            speech_pad_ms=int(cfg["speech_pad_s"] * 1000),
-            max_speech_duration_s=float(cfg["max_utterance_s"]),
+            min_speech_duration_ms=int(options.min_speech_s * 1000),
+            min_silence_duration_ms=int(options.min_silence_s * 1000),
+            speech_pad_ms=int(options.speech_pad_s * 1000),
+            max_speech_duration_s=options.max_utterance_s,
             return_seconds=False,
         )
     return [(s["start"] / VAD_SR, s["end"] / VAD_SR) for s in spans]
 
 
-def find_segments(audio: CallAudio) -> list[Segment]:
+def find_segments(
+    audio: CallAudio, options: VadOptions, model: torch.nn.Module, diarize: DiarizeOptions
+) -> list[Segment]:
     """Speech segments of a call with their speaker, sorted by start time.
 
     Stereo: each channel on its own, so the speaker is known. Mono: segments of the single
     channel, attributed by pipeline.diarize.
     """
+    if audio.is_mono:
+        spans = speech_spans(audio.samples("agent"), options, model, audio.sr)
+        return attribute_mono(audio, spans, diarize)
     segments: list[Segment] = []
-    if audio.layout == "mono":
-        from pipeline.diarize import attribute_mono
-
-        assert audio.mono is not None
-        spans = speech_spans(audio.mono, audio.sr)
-        return attribute_mono(audio, spans)
     speaker: Speaker
     for speaker in ("agent", "customer"):
-        x = audio.channel(speaker)
-        assert x is not None
-        segments.extend(Segment(s, e, speaker) for s, e in speech_spans(x, audio.sr))
+        spans = speech_spans(audio.samples(speaker), options, model, audio.sr)
+        segments.extend(Segment(s, e, speaker) for s, e in spans)
     return sorted(segments, key=lambda s: (s.start_s, s.speaker))

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib.metadata
 import json
 import os
 import platform
@@ -55,8 +54,18 @@ WARMUP_S = 10.0
 LOAD_WARNING = 2.5  # 1-minute load average above this: timings are not trustworthy
 
 DOMAINS = ("read", "customer_service", "sample_calls")
-DOMAIN_LABELS = {"read": "CER read", "customer_service": "CER customer-service",
-                 "sample_calls": "CER sample calls"}
+DOMAIN_LABELS = {
+    "read": "CER read",
+    "customer_service": "CER customer-service",
+    "sample_calls": "CER sample calls",
+}
+
+
+def models_dir() -> Path:
+    """Where the weights are: the user's settings, read the way the CLI reads them."""
+    from pipeline.config import find_config_file, load_config
+
+    return load_config(find_config_file(Path.cwd(), os.environ), os.environ).run.models_dir
 
 
 # --------------------------------------------------------------------------------------------
@@ -83,7 +92,7 @@ class Callreview:
 
         torch.set_num_threads(self.threads)  # pipeline.vad keeps the count it finds at import
         import pipeline.transcribe
-        from pipeline.models import load_asr_model
+        from pipeline.asr import load_asr_model
         from pipeline.text import to_simplified
         from pipeline.vad import find_segments
 
@@ -92,20 +101,29 @@ class Callreview:
         pipeline.transcribe.normalise = lambda text: to_simplified(text).strip()
         self.find_segments = find_segments
         self.transcribe_calls = pipeline.transcribe.transcribe_calls
-        self.model = load_asr_model(device="cpu")
+        self.model = load_asr_model(None, "cpu", models_dir())
 
     def transcribe(self, channels: dict[str, np.ndarray]) -> dict[str, str]:
         from pipeline.records import CallAudio
 
         empty = np.zeros(0, dtype=np.float32)  # a one-channel call: nothing on the other side
         agent, customer = channels.get("agent", empty), channels.get("customer", empty)
-        audio = CallAudio(sr=SR, duration_s=max(len(agent), len(customer)) / SR, source_sr=SR,
-                          n_channels=2, layout="agent_left", sha256="", agent=agent,
-                          customer=customer)
+        audio = CallAudio(
+            sr=SR,
+            duration_s=max(len(agent), len(customer)) / SR,
+            source_sr=SR,
+            n_channels=2,
+            layout="agent_left",
+            sha256="",
+            agent=agent,
+            customer=customer,
+        )
         segments = self.find_segments(audio)
         utterances = self.transcribe_calls(self.model, [("call", audio, segments)])["call"]
-        return {speaker: "".join(u.text for u in utterances if u.speaker == speaker)
-                for speaker in channels}
+        return {
+            speaker: "".join(u.text for u in utterances if u.speaker == speaker)
+            for speaker in channels
+        }
 
 
 class OpenaiTranscribe:
@@ -118,15 +136,16 @@ class OpenaiTranscribe:
         import torch
 
         torch.set_num_threads(self.threads)
-        from pipeline.models import load_asr_model
+        from pipeline.asr import load_asr_model
 
-        self.model = load_asr_model(device="cpu")
+        self.model = load_asr_model(None, "cpu", models_dir())
 
     def transcribe(self, channels: dict[str, np.ndarray]) -> dict[str, str]:
         out = {}
         for speaker, x in channels.items():
-            result = self.model.transcribe(x, language="zh", condition_on_previous_text=False,
-                                           fp16=False, verbose=None)
+            result = self.model.transcribe(
+                x, language="zh", condition_on_previous_text=False, fp16=False, verbose=None
+            )
             out[speaker] = str(result["text"])
         return out
 
@@ -143,10 +162,14 @@ class FasterWhisper:
     def load(self) -> None:
         from faster_whisper import BatchedInferencePipeline, WhisperModel
 
-        from pipeline.models import prepare_ct2_dir
+        from pipeline.asr import prepare_ct2_dir
 
-        model = WhisperModel(str(prepare_ct2_dir()), device="cpu",
-                             compute_type=self.compute_type, cpu_threads=self.threads)
+        model = WhisperModel(
+            str(prepare_ct2_dir(models_dir())),
+            device="cpu",
+            compute_type=self.compute_type,
+            cpu_threads=self.threads,
+        )
         self.model = model
         self.pipeline = BatchedInferencePipeline(model) if self.batched else None
 
@@ -154,12 +177,17 @@ class FasterWhisper:
         out = {}
         for speaker, x in channels.items():
             if self.pipeline is not None:
-                segments, _ = self.pipeline.transcribe(x, language="zh", batch_size=8,
-                                                       beam_size=self.beam_size)
+                segments, _ = self.pipeline.transcribe(
+                    x, language="zh", batch_size=8, beam_size=self.beam_size
+                )
             else:
-                segments, _ = self.model.transcribe(x, language="zh", vad_filter=True,
-                                                    condition_on_previous_text=False,
-                                                    beam_size=self.beam_size)
+                segments, _ = self.model.transcribe(
+                    x,
+                    language="zh",
+                    vad_filter=True,
+                    condition_on_previous_text=False,
+                    beam_size=self.beam_size,
+                )
             out[speaker] = "".join(s.text for s in segments)  # a generator: decoding runs here
         return out
 
@@ -171,21 +199,20 @@ class SystemInfo:
     make: Callable[[int], Transcriber]  # threads -> transcriber
 
 
+def _faster_whisper(compute: str, beam: int, batched: bool) -> SystemInfo:
+    label = f"faster-whisper{' batched' if batched else ''} {compute}"
+    return SystemInfo(label, beam, lambda t: FasterWhisper(t, compute, beam, batched=batched))
+
+
 SYSTEMS: dict[str, SystemInfo] = {
     "callreview": SystemInfo("callreview (VAD + 30 s windows, batched)", 1, Callreview),
     "openai-transcribe": SystemInfo("openai-whisper transcribe()", 1, OpenaiTranscribe),
-    "fw-int8": SystemInfo("faster-whisper int8", 1,
-                          lambda t: FasterWhisper(t, "int8", 1, batched=False)),
-    "fw-fp32": SystemInfo("faster-whisper float32", 1,
-                          lambda t: FasterWhisper(t, "float32", 1, batched=False)),
-    "fw-batched-int8": SystemInfo("faster-whisper batched int8", 1,
-                                  lambda t: FasterWhisper(t, "int8", 1, batched=True)),
-    "fw-batched-fp32": SystemInfo("faster-whisper batched float32", 1,
-                                  lambda t: FasterWhisper(t, "float32", 1, batched=True)),
-    "fw-int8-beam5": SystemInfo("faster-whisper int8", 5,
-                                lambda t: FasterWhisper(t, "int8", 5, batched=False)),
-    "fw-fp32-beam5": SystemInfo("faster-whisper float32", 5,
-                                lambda t: FasterWhisper(t, "float32", 5, batched=False)),
+    "fw-int8": _faster_whisper("int8", 1, batched=False),
+    "fw-fp32": _faster_whisper("float32", 1, batched=False),
+    "fw-batched-int8": _faster_whisper("int8", 1, batched=True),
+    "fw-batched-fp32": _faster_whisper("float32", 1, batched=True),
+    "fw-int8-beam5": _faster_whisper("int8", 5, batched=False),
+    "fw-fp32-beam5": _faster_whisper("float32", 5, batched=False),
 }
 
 
@@ -216,8 +243,10 @@ def read_eval_manifest() -> list[dict[str, str]]:
 def plan_eval_calls(limit: int | None, seed: int) -> list[CallPlan]:
     """Channels of CLIPS_PER_CHANNEL clips each, per domain, in a fixed shuffled order."""
     if not (EVAL_DIR / "manifest.tsv").is_file():
-        print(f"[benchmark] {EVAL_DIR} not found: skipping read and customer-service speech",
-              file=sys.stderr)
+        print(
+            f"[benchmark] {EVAL_DIR} not found: skipping read and customer-service speech",
+            file=sys.stderr,
+        )
         return []
     rows = read_eval_manifest()
     rng = np.random.default_rng(seed)
@@ -228,12 +257,16 @@ def plan_eval_calls(limit: int | None, seed: int) -> list[CallPlan]:
         for n, start in enumerate(range(0, len(picked), CLIPS_PER_CHANNEL)):
             group = picked[start : start + CLIPS_PER_CHANNEL]
             gaps = rng.uniform(*GAP_RANGE_S, size=len(group) + 1).round(3).tolist()
-            calls.append(CallPlan(
-                call_id=f"{domain}-{n:02d}", domain=domain,
-                references={"agent": "".join(r["text"] for r in group)},
-                clips=[str(EVAL_DIR / r["path"]) for r in group], gaps_s=gaps,
-                seed=int(rng.integers(2**31)),
-            ))
+            calls.append(
+                CallPlan(
+                    call_id=f"{domain}-{n:02d}",
+                    domain=domain,
+                    references={"agent": "".join(r["text"] for r in group)},
+                    clips=[str(EVAL_DIR / r["path"]) for r in group],
+                    gaps_s=gaps,
+                    seed=int(rng.integers(2**31)),
+                )
+            )
     return calls
 
 
@@ -241,8 +274,11 @@ def plan_sample_calls(samples_dir: Path, max_calls: int | None) -> list[CallPlan
     """The stereo sample calls, each channel against its speaker's scripted turns."""
     truth_file, manifest_file = samples_dir / "ground_truth.json", samples_dir / "manifest.csv"
     if not (truth_file.is_file() and manifest_file.is_file()):
-        print(f"[benchmark] no ground_truth.json + manifest.csv in {samples_dir}: "
-              "skipping the sample calls", file=sys.stderr)
+        print(
+            f"[benchmark] no ground_truth.json + manifest.csv in {samples_dir}: "
+            "skipping the sample calls",
+            file=sys.stderr,
+        )
         return []
     truth = json.loads(truth_file.read_text(encoding="utf-8"))
     with manifest_file.open(encoding="utf-8") as f:
@@ -250,12 +286,19 @@ def plan_sample_calls(samples_dir: Path, max_calls: int | None) -> list[CallPlan
     calls: list[CallPlan] = []
     for call in truth["calls"][:max_calls]:
         row = rows[call["call_id"]]
-        references = {speaker: "".join(t["text"] for t in call["turns"]
-                                       if t["speaker"] == speaker)
-                      for speaker in ("agent", "customer")}
-        calls.append(CallPlan(call_id=call["call_id"], domain="sample_calls",
-                              references=references, path=str(samples_dir / row["path"]),
-                              layout=row.get("channels") or None))
+        references = {
+            speaker: "".join(t["text"] for t in call["turns"] if t["speaker"] == speaker)
+            for speaker in ("agent", "customer")
+        }
+        calls.append(
+            CallPlan(
+                call_id=call["call_id"],
+                domain="sample_calls",
+                references=references,
+                path=str(samples_dir / row["path"]),
+                layout=row.get("channels") or None,
+            )
+        )
     return calls
 
 
@@ -361,10 +404,14 @@ def run_worker(system: str, plan_file: Path, result_file: Path, threads: int) ->
         start = time.perf_counter()
         hypotheses = transcriber.transcribe(channels)
         wall_s = time.perf_counter() - start
-        results.append(CallResult(call.call_id, call.domain, round(audio_s, 3),
-                                  round(wall_s, 3), hypotheses))
-        print(f"[{system}] {call.call_id}: {audio_s:.1f} s audio in {wall_s:.1f} s",
-              file=sys.stderr, flush=True)
+        results.append(
+            CallResult(call.call_id, call.domain, round(audio_s, 3), round(wall_s, 3), hypotheses)
+        )
+        print(
+            f"[{system}] {call.call_id}: {audio_s:.1f} s audio in {wall_s:.1f} s",
+            file=sys.stderr,
+            flush=True,
+        )
 
     noise = load_call_audio(CallPlan(**plan["noise"]))
     start = time.perf_counter()
@@ -372,11 +419,17 @@ def run_worker(system: str, plan_file: Path, result_file: Path, threads: int) ->
     noise_wall_s = time.perf_counter() - start
 
     result = WorkerResult(
-        system=system, threads=threads, load_s=round(load_s, 3), warmup_s=round(warmup_s, 3),
+        system=system,
+        threads=threads,
+        load_s=round(load_s, 3),
+        warmup_s=round(warmup_s, 3),
         audio_s=round(sum(r.audio_s for r in results), 3),
         wall_s=round(sum(r.wall_s for r in results), 3),
-        peak_rss_before_load_mb=round(rss_before, 1), peak_rss_mb=round(peak_rss_mb(), 1),
-        noise_text=noise_text, noise_wall_s=round(noise_wall_s, 3), calls=results,
+        peak_rss_before_load_mb=round(rss_before, 1),
+        peak_rss_mb=round(peak_rss_mb(), 1),
+        noise_text=noise_text,
+        noise_wall_s=round(noise_wall_s, 3),
+        calls=results,
     )
     result_file.write_text(json.dumps(asdict(result), ensure_ascii=False), encoding="utf-8")
 
@@ -384,10 +437,24 @@ def run_worker(system: str, plan_file: Path, result_file: Path, threads: int) ->
 def spawn_worker(system: str, plan_file: Path, threads: int, tmp: Path) -> dict | None:
     """Run one system in a fresh interpreter; its result dict, or None when it failed."""
     result_file = tmp / f"{system}.json"
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), HF_HUB_OFFLINE="1",
-               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", system,
-           "--plan", str(plan_file), "--result", str(result_file), "--threads", str(threads)]
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS=str(threads),
+        HF_HUB_OFFLINE="1",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    )
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        system,
+        "--plan",
+        str(plan_file),
+        "--result",
+        str(result_file),
+        "--threads",
+        str(threads),
+    ]
     print(f"[benchmark] {system}: starting", file=sys.stderr, flush=True)
     load_before = load_average()
     proc = subprocess.run(cmd, env=env, cwd=ROOT)
@@ -396,8 +463,11 @@ def spawn_worker(system: str, plan_file: Path, threads: int, tmp: Path) -> dict 
         print(f"[benchmark] {system}: worker failed (exit {proc.returncode})", file=sys.stderr)
         return None
     if max(load_before, load_after) > LOAD_WARNING:
-        print(f"[benchmark] WARNING: {system} ran at load average {load_before:.2f} -> "
-              f"{load_after:.2f}: its timings are inflated", file=sys.stderr)
+        print(
+            f"[benchmark] WARNING: {system} ran at load average {load_before:.2f} -> "
+            f"{load_after:.2f}: its timings are inflated",
+            file=sys.stderr,
+        )
     result = json.loads(result_file.read_text(encoding="utf-8"))
     result["load_average"] = [round(load_before, 2), round(load_after, 2)]
     return result
@@ -412,7 +482,7 @@ def spawn_worker(system: str, plan_file: Path, threads: int, tmp: Path) -> dict 
 # spell them out ("二十九度"). The secondary CER drops every numeral on both sides, to show how
 # much of the headline CER is number formatting rather than misheard words.
 _NUMERALS = str.maketrans(
-    "", "", "0123456789" "０１２３４５６７８９" "零〇一二三四五六七八九十百千万亿两幺"
+    "", "", "0123456789０１２３４５６７８９零〇一二三四五六七八九十百千万亿两幺"
 )
 
 
@@ -429,15 +499,13 @@ class DomainScore:
 
 def score(worker: dict, calls: list[CallPlan]) -> dict:
     """Add CER per channel and per domain (errors / reference characters) to a worker result."""
-    from opencc import OpenCC
+    from pipeline.evaluation import cer, normalize_zh
+    from pipeline.text import to_simplified
 
-    from pipeline.models import cer, normalize_zh
-
-    t2s = OpenCC("t2s")
     references = {c.call_id: c.references for c in calls}
     totals = {d: DomainScore() for d in DOMAINS}
     for call in worker["calls"]:
-        call["hypotheses"] = {s: t2s.convert(h) for s, h in call["hypotheses"].items()}
+        call["hypotheses"] = {s: to_simplified(h) for s, h in call["hypotheses"].items()}
         call["cer"] = {}
         for speaker, hyp in call["hypotheses"].items():
             ref = references[call["call_id"]][speaker]
@@ -457,10 +525,13 @@ def score(worker: dict, calls: list[CallPlan]) -> dict:
             total.cer = round(total.errors / total.ref_chars, 4)
         if total.ref_chars_numerals_ignored:
             total.cer_numerals_ignored = round(
-                total.errors_numerals_ignored / total.ref_chars_numerals_ignored, 4)
+                total.errors_numerals_ignored / total.ref_chars_numerals_ignored, 4
+            )
     info = SYSTEMS[worker["system"]]
     return {
-        "system": worker["system"], "label": info.label, "beam": info.beam,
+        "system": worker["system"],
+        "label": info.label,
+        "beam": info.beam,
         "cer": {d: asdict(t) for d, t in totals.items()},
         "rtf": round(worker["wall_s"] / worker["audio_s"], 4) if worker["audio_s"] else None,
         "noise_chars": len(normalize_zh(worker["noise_text"])),
@@ -469,15 +540,34 @@ def score(worker: dict, calls: list[CallPlan]) -> dict:
 
 
 def markdown_table(rows: list[dict], failed: list[str]) -> str:
-    head = ["system", "id", "beam", *DOMAIN_LABELS.values(), "RTF", "load s",
-            "peak RSS MB", "chars on noise", "noise s"]
+    head = [
+        "system",
+        "id",
+        "beam",
+        *DOMAIN_LABELS.values(),
+        "RTF",
+        "load s",
+        "peak RSS MB",
+        "chars on noise",
+        "noise s",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cers = [f"{r['cer'][d]['cer']:.1%}" if r["cer"][d]["cer"] is not None else "-"
-                for d in DOMAIN_LABELS]
-        cells = [r["label"], r["system"], str(r["beam"]), *cers, f"{r['rtf']:.3f}",
-                 f"{r['load_s']:.2f}", f"{r['peak_rss_mb']:.0f}", str(r["noise_chars"]),
-                 f"{r['noise_wall_s']:.1f}"]
+        cers = [
+            f"{r['cer'][d]['cer']:.1%}" if r["cer"][d]["cer"] is not None else "-"
+            for d in DOMAIN_LABELS
+        ]
+        cells = [
+            r["label"],
+            r["system"],
+            str(r["beam"]),
+            *cers,
+            f"{r['rtf']:.3f}",
+            f"{r['load_s']:.2f}",
+            f"{r['peak_rss_mb']:.0f}",
+            str(r["noise_chars"]),
+            f"{r['noise_wall_s']:.1f}",
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     lines += [f"| {s} | failed: see the log |" + " |" * (len(head) - 2) for s in failed]
     return "\n".join(lines)
@@ -488,14 +578,10 @@ def load_average() -> float:
 
 
 def versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for dist in ("openai-whisper", "faster-whisper", "ctranslate2", "torch", "onnxruntime",
-                 "silero-vad", "opencc"):
-        try:
-            out[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            out[dist] = "not installed"
-    return out
+    from pipeline.review import versions as package_versions
+
+    return package_versions(("openai-whisper", "faster-whisper", "ctranslate2", "torch",
+                             "onnxruntime", "silero-vad", "opencc"))
 
 
 def data_summary(calls: list[CallPlan]) -> dict[str, dict[str, int]]:
@@ -516,20 +602,22 @@ def run_benchmark(args: argparse.Namespace) -> int:
         return 2
     load_start = load_average()
     if load_start > LOAD_WARNING:
-        print(f"[benchmark] WARNING: load average {load_start:.2f} > {LOAD_WARNING}: the machine "
-              "is busy and timings will be inflated", file=sys.stderr)
+        print(
+            f"[benchmark] WARNING: load average {load_start:.2f} > {LOAD_WARNING}: the machine "
+            "is busy and timings will be inflated",
+            file=sys.stderr,
+        )
 
-    calls = plan_eval_calls(args.limit, args.seed) + plan_sample_calls(args.samples,
-                                                                       args.max_calls)
+    calls = plan_eval_calls(args.limit, args.seed) + plan_sample_calls(args.samples, args.max_calls)
     if not calls:
         print("[benchmark] no evaluation audio found: nothing to benchmark", file=sys.stderr)
         return 0
     # Build (or check) both weight formats now, so no worker's load time includes a build.
-    from pipeline.models import prepare, prepare_ct2_dir
+    from pipeline.asr import prepare, prepare_ct2_dir
 
-    prepare()
+    prepare(models_dir())
     if any(s.startswith("fw-") for s in systems):
-        prepare_ct2_dir()
+        prepare_ct2_dir(models_dir())
 
     rows: list[dict] = []
     failed: list[str] = []
@@ -547,19 +635,29 @@ def run_benchmark(args: argparse.Namespace) -> int:
 
     table = markdown_table(rows, failed)
     print(table)
-    out = args.out or RESULTS_DIR / (time.strftime("%Y-%m-%d")
-                                     + (f"-limit{args.limit}" if args.limit else "") + ".json")
+    out = args.out or RESULTS_DIR / (
+        time.strftime("%Y-%m-%d") + (f"-limit{args.limit}" if args.limit else "") + ".json"
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     report = {
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": " ".join(sys.argv),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                    "load_average_start": round(load_start, 2),
-                    "load_average_end": round(load_average(), 2)},
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "load_average_start": round(load_start, 2),
+            "load_average_end": round(load_average(), 2),
+        },
         "versions": versions(),
-        "options": {"limit": args.limit, "max_calls": args.max_calls, "threads": args.threads,
-                    "seed": args.seed, "clips_per_channel": CLIPS_PER_CHANNEL,
-                    "gap_range_s": GAP_RANGE_S, "noise_dbfs": NOISE_DBFS},
+        "options": {
+            "limit": args.limit,
+            "max_calls": args.max_calls,
+            "threads": args.threads,
+            "seed": args.seed,
+            "clips_per_channel": CLIPS_PER_CHANNEL,
+            "gap_range_s": GAP_RANGE_S,
+            "noise_dbfs": NOISE_DBFS,
+        },
         "data": data_summary(calls),
         "systems": rows,
         "failed": failed,
@@ -572,22 +670,36 @@ def run_benchmark(args: argparse.Namespace) -> int:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--limit", type=int, default=None,
-                   help="clips per eval domain (default: all)")
-    p.add_argument("--max-calls", type=int, default=None,
-                   help="sample calls to use (default: all)")
-    p.add_argument("--systems", default=",".join(SYSTEMS),
-                   help=f"comma list (default: all): {', '.join(SYSTEMS)}")
-    p.add_argument("--out", type=Path, default=None,
-                   help="result JSON (default: benchmarks/results/<date>[-limitN].json; "
-                        "a .md table is written next to it)")
-    p.add_argument("--threads", type=int, default=os.cpu_count() or 1,
-                   help="CPU threads per system (default: all cores)")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--limit", type=int, default=None, help="clips per eval domain (default: all)")
+    p.add_argument("--max-calls", type=int, default=None, help="sample calls to use (default: all)")
+    p.add_argument(
+        "--systems",
+        default=",".join(SYSTEMS),
+        help=f"comma list (default: all): {', '.join(SYSTEMS)}",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="result JSON (default: benchmarks/results/<date>[-limitN].json; "
+        "a .md table is written next to it)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="CPU threads per system (default: all cores)",
+    )
     p.add_argument("--seed", type=int, default=0, help="clip order and gap noise")
-    p.add_argument("--samples", type=Path, default=SAMPLES_DIR,
-                   help="folder with the sample calls' manifest.csv and ground_truth.json")
+    p.add_argument(
+        "--samples",
+        type=Path,
+        default=SAMPLES_DIR,
+        help="folder with the sample calls' manifest.csv and ground_truth.json",
+    )
     # Internal: run one system (used by the parent process).
     p.add_argument("--worker", choices=list(SYSTEMS), help=argparse.SUPPRESS)
     p.add_argument("--plan", type=Path, help=argparse.SUPPRESS)

@@ -143,7 +143,9 @@ def load_scripts(path: Path = SCRIPTS) -> dict:
                 bad = sorted(set(re.sub(r"[\u4e00-\u9fff，。？！]", "", text)))
                 errors.append(f"{cid} turn {i}: characters TTS should not see: {bad}")
             if spk == "A!" and (call["cohort"] != "current" or prev != "C"):
-                errors.append(f"{cid} turn {i}: barge-in only in current calls, after a customer turn")
+                errors.append(
+                    f"{cid} turn {i}: barge-in only in current calls, after a customer turn"
+                )
             if prev is not None and (spk == "C") == (prev == "C"):
                 errors.append(f"{cid} turn {i}: same speaker twice in a row")
             prev = "C" if spk == "C" else "A"
@@ -222,7 +224,9 @@ def render_utterance(synth: Synth, text: str, voice: Voice, rng: np.random.Gener
         pieces.append(np.zeros(int(pause * TTS_SR), np.float32))
     y = np.concatenate(pieces[:-1])  # no pause after the last clause
     if abs(k - 1.0) > 1e-6:
-        y = librosa.resample(y, orig_sr=TTS_SR, target_sr=int(round(TTS_SR / k)), res_type="soxr_hq")
+        y = librosa.resample(
+            y, orig_sr=TTS_SR, target_sr=int(round(TTS_SR / k)), res_type="soxr_hq"
+        )
     if abs(voice.semitones) > 1e-6:
         # At 24 kHz: WORLD run at 8 kHz doubled Whisper's error rate.
         x = y.astype(np.float64)
@@ -230,7 +234,9 @@ def render_utterance(synth: Synth, text: str, voice: Voice, rng: np.random.Gener
         sp = pyworld.cheaptrick(x, f0, t, TTS_SR)
         ap = pyworld.d4c(x, f0, t, TTS_SR)
         y = pyworld.synthesize(f0 * 2 ** (voice.semitones / 12), sp, ap, TTS_SR, frame_period=5.0)
-    y = librosa.resample(np.asarray(y, np.float32), orig_sr=TTS_SR, target_sr=SR, res_type="soxr_hq").astype(np.float64)
+    y = librosa.resample(
+        np.asarray(y, np.float32), orig_sr=TTS_SR, target_sr=SR, res_type="soxr_hq"
+    ).astype(np.float64)
     y = ss.sosfilt(_band_sos(), y)
     y, _ = librosa.effects.trim(y, top_db=45, frame_length=256, hop_length=64)
     level = voice.level_db + rng.uniform(-0.75, 0.75)
@@ -238,7 +244,9 @@ def render_utterance(synth: Synth, text: str, voice: Voice, rng: np.random.Gener
     peak = np.max(np.abs(y))
     if peak > PEAK_MAX:  # soft-limit the few peaks above -1 dBFS instead of lowering the turn
         over = np.abs(y) > 0.7
-        y[over] = np.sign(y[over]) * (0.7 + (PEAK_MAX - 0.7) * np.tanh((np.abs(y[over]) - 0.7) / (PEAK_MAX - 0.7)))
+        y[over] = np.sign(y[over]) * (
+            0.7 + (PEAK_MAX - 0.7) * np.tanh((np.abs(y[over]) - 0.7) / (PEAK_MAX - 0.7))
+        )
     fade = int(0.005 * SR)
     y[:fade] *= np.linspace(0, 1, fade)
     y[-fade:] *= np.linspace(1, 0, fade)
@@ -272,7 +280,9 @@ def place_turns(turns: list[Turn], cohort: str, rng: np.random.Generator) -> flo
         elif turn.barge_in:
             overlap = rng.uniform(1.0, 1.5)
             if prev.dur_s < overlap + 1.1:
-                raise ValueError(f"customer turn too short ({prev.dur_s:.2f} s) to barge into: {prev.text}")
+                raise ValueError(
+                    f"customer turn too short ({prev.dur_s:.2f} s) to barge into: {prev.text}"
+                )
             turn.start_s = prev.end_s - overlap
         elif turn.speaker == "agent":
             gap = rng.uniform(0.6, 1.2) if cohort == "early" else rng.uniform(0.1, 0.4)
@@ -315,8 +325,14 @@ def render_call(synth: Synth, data: dict, call: dict) -> dict:
     for ch in (0, 1):
         stereo[:, ch] += line_noise(n, rng)
     stereo = np.clip(stereo, -1.0, 1.0).astype(np.float32)
-    return {"call": call, "turns": turns, "audio": stereo, "duration_s": n / SR,
-            "agent_voice": agent_voice, "customer_voice": customer_voice}
+    return {
+        "call": call,
+        "turns": turns,
+        "audio": stereo,
+        "duration_s": n / SR,
+        "agent_voice": agent_voice,
+        "customer_voice": customer_voice,
+    }
 
 
 def overtalk_spans(turns: list[Turn]) -> list[tuple[float, float]]:
@@ -334,10 +350,14 @@ def check_call(r: dict) -> list[str]:
     problems = []
     cid = r["call"]["call_id"]
     if not MIN_CALL_S <= r["duration_s"] <= MAX_CALL_S:
-        problems.append(f"{cid}: duration {r['duration_s']:.1f} s outside {MIN_CALL_S:.0f}-{MAX_CALL_S:.0f} s")
+        problems.append(
+            f"{cid}: duration {r['duration_s']:.1f} s outside {MIN_CALL_S:.0f}-{MAX_CALL_S:.0f} s"
+        )
     for t in r["turns"]:
         if not MIN_TURN_S <= t.dur_s <= MAX_TURN_S:
-            problems.append(f"{cid}: turn {t.dur_s:.2f} s outside {MIN_TURN_S}-{MAX_TURN_S} s: {t.text}")
+            problems.append(
+                f"{cid}: turn {t.dur_s:.2f} s outside {MIN_TURN_S}-{MAX_TURN_S} s: {t.text}"
+            )
     n_over = len(overtalk_spans(r["turns"]))
     if r["call"]["cohort"] == "early" and n_over:
         problems.append(f"{cid}: early call has {n_over} overlaps")
@@ -355,29 +375,38 @@ def write_outputs(results: list[dict], data: dict, out: Path) -> None:
         call = r["call"]
         name = f"{call['call_id']}.ogg"
         sf.write(out / name, r["audio"], SR, format="OGG", subtype="VORBIS", compression_level=0.5)
-        rows.append({
-            "path": name,
-            "call_id": call["call_id"],
-            "agent_id": call["agent_id"],
-            "recorded_at": call["recorded_at"],
-            "agent_hired_at": data["agents"][call["agent_id"]]["hired_at"],
-            "channels": "agent_left",
-            "topic": call["topic"],
-            "queue": data["topics"][call["topic"]]["queue"],
-        })
-        gt_calls.append({
-            "call_id": call["call_id"],
-            "agent_id": call["agent_id"],
-            "topic": call["topic"],
-            "cohort": call["cohort"],
-            "recorded_at": call["recorded_at"],
-            "duration_s": round(r["duration_s"], 3),
-            "overtalk": [{"start_s": s, "end_s": e} for s, e in overtalk_spans(r["turns"])],
-            "turns": [
-                {"speaker": t.speaker, "text": t.text, "start_s": round(t.start_s, 3), "end_s": round(t.end_s, 3)}
-                for t in r["turns"]
-            ],
-        })
+        rows.append(
+            {
+                "path": name,
+                "call_id": call["call_id"],
+                "agent_id": call["agent_id"],
+                "recorded_at": call["recorded_at"],
+                "agent_hired_at": data["agents"][call["agent_id"]]["hired_at"],
+                "channels": "agent_left",
+                "topic": call["topic"],
+                "queue": data["topics"][call["topic"]]["queue"],
+            }
+        )
+        gt_calls.append(
+            {
+                "call_id": call["call_id"],
+                "agent_id": call["agent_id"],
+                "topic": call["topic"],
+                "cohort": call["cohort"],
+                "recorded_at": call["recorded_at"],
+                "duration_s": round(r["duration_s"], 3),
+                "overtalk": [{"start_s": s, "end_s": e} for s, e in overtalk_spans(r["turns"])],
+                "turns": [
+                    {
+                        "speaker": t.speaker,
+                        "text": t.text,
+                        "start_s": round(t.start_s, 3),
+                        "end_s": round(t.end_s, 3),
+                    }
+                    for t in r["turns"]
+                ],
+            }
+        )
     rows.sort(key=lambda row: (row["agent_id"], row["recorded_at"]))
     gt_calls.sort(key=lambda c: (c["agent_id"], c["recorded_at"]))
     with open(out / "manifest.csv", "w", encoding="utf-8", newline="") as f:
@@ -389,11 +418,22 @@ def write_outputs(results: list[dict], data: dict, out: Path) -> None:
     for c in gt_calls:
         if c["cohort"] != "early":
             continue
-        match = [d for d in gt_calls if d["cohort"] == "current" and d["agent_id"] == c["agent_id"]
-                 and d["topic"] == c["topic"]]
+        match = [
+            d
+            for d in gt_calls
+            if d["cohort"] == "current"
+            and d["agent_id"] == c["agent_id"]
+            and d["topic"] == c["topic"]
+        ]
         if match:
-            pairs.append({"agent_id": c["agent_id"], "early_call_id": c["call_id"],
-                          "current_call_id": match[0]["call_id"], "topic": c["topic"]})
+            pairs.append(
+                {
+                    "agent_id": c["agent_id"],
+                    "early_call_id": c["call_id"],
+                    "current_call_id": match[0]["call_id"],
+                    "topic": c["topic"],
+                }
+            )
     assert all(p["early_call_id"] in ids for p in pairs)
     with open(out / "ground_truth.json", "w", encoding="utf-8") as f:
         json.dump({"calls": gt_calls, "pairs": pairs}, f, ensure_ascii=False, indent=1)
@@ -405,14 +445,20 @@ def summary_line(r: dict) -> str:
     chars = sum(len(re.sub(r"[，。？！]", "", t.text)) for t in agent)
     cpm = chars / sum(t.dur_s for t in agent) * 60
     lvl = speech_level_db(np.concatenate([t.audio for t in agent]))
-    return (f"{r['call']['call_id']:<22} {r['duration_s']:6.1f} s  turns {len(r['turns']):2d}  "
-            f"agent {cpm:4.0f} chars/min {lvl:6.1f} dBFS  overtalk {len(overtalk_spans(r['turns']))}")
+    return (
+        f"{r['call']['call_id']:<22} {r['duration_s']:6.1f} s  turns {len(r['turns']):2d}  "
+        f"agent {cpm:4.0f} chars/min {lvl:6.1f} dBFS  overtalk {len(overtalk_spans(r['turns']))}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=OUT_DEFAULT, help="output folder (default: sample_audio/)")
-    ap.add_argument("--only", action="append", default=[], help="render only this call_id (repeatable)")
+    ap.add_argument(
+        "--out", type=Path, default=OUT_DEFAULT, help="output folder (default: sample_audio/)"
+    )
+    ap.add_argument(
+        "--only", action="append", default=[], help="render only this call_id (repeatable)"
+    )
     ap.add_argument("--check", action="store_true", help="validate the scripts and stop")
     args = ap.parse_args(argv)
 

@@ -4,9 +4,10 @@
 #
 # Order matters on this stack (see README "Installing"):
 #  1. torch pinned first: an unpinned torch requirement pulls the newest CUDA build (GBs).
-#  2. openai-whisper with --no-deps: its Linux metadata pulls triton (~1 GB), used only by CUDA
-#     word-timestamp kernels; its real runtime dependencies are in pyproject.toml.
-#  3. the project with constraints.txt (Prefect 3.8.8 needs fastapi==0.150.0, sqlalchemy<2.1).
+#  2. the project with constraints.txt (Prefect 3.8.8 needs fastapi==0.150.0, sqlalchemy<2.1).
+#  3. openai-whisper last, with --no-deps: its Linux metadata pulls triton (~1 GB), used only by
+#     CUDA word-timestamp kernels; its real runtime dependencies are in pyproject.toml. Installed
+#     last, no later pip call re-checks it, so pip prints no conflict for the missing triton.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -23,9 +24,8 @@ if [ "$(cat "$VENV/.setup-stamp" 2>/dev/null)" != "$stamp" ]; then
   echo "setup: installing dependencies (first time: about 2 minutes)"
   $PIP install --upgrade "pip>=24"
   $PIP install -c constraints.txt "torch==2.13.0"
+  $PIP install -c constraints.txt --no-warn-conflicts -e ".[dev,bench]"
   $PIP install -c constraints.txt --no-deps "openai-whisper==20250625"
-  $PIP install -c constraints.txt -e ".[dev,bench]"
-  echo "setup: (pip's note that openai-whisper requires triton is expected: triton is left out on purpose)"
   echo "$stamp" > "$VENV/.setup-stamp"
 fi
 

@@ -4,14 +4,12 @@ sample calls (plus deliberately bad inputs) into a real DuckDB file, done once p
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("DO_NOT_TRACK", "1")
+import flows  # noqa: F401  (Prefect's environment defaults, before Prefect is imported)
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_audio"
@@ -20,9 +18,10 @@ EVAL = ROOT.parent / "shared" / "eval"
 
 @pytest.fixture(scope="session")
 def asr_model():
-    from pipeline.models import load_asr_model
+    from pipeline.asr import load_asr_model
+    from pipeline.config import default_config
 
-    return load_asr_model()
+    return load_asr_model(None, None, default_config().run.models_dir)
 
 
 @pytest.fixture(scope="session")

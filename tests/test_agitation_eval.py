@@ -8,12 +8,15 @@ import pytest
 from tests.conftest import EVAL, ROOT
 
 EMOTION = EVAL / "emotion"
-pytestmark = pytest.mark.skipif(not (EMOTION / "manifest.tsv").is_file(),
-                                reason="evaluation data ../shared/eval/emotion absent")
+pytestmark = pytest.mark.skipif(
+    not (EMOTION / "manifest.tsv").is_file(), reason="evaluation data ../shared/eval/emotion absent"
+)
 
 
 def _validator():
-    spec = importlib.util.spec_from_file_location("validate_agitation", ROOT / "scripts" / "validate_agitation.py")
+    spec = importlib.util.spec_from_file_location(
+        "validate_agitation", ROOT / "scripts" / "validate_agitation.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

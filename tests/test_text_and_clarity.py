@@ -1,9 +1,13 @@
 """Text normalisation, phrase counting and clarity figures on real Chinese text."""
 
 from pipeline.clarity import bigram_jaccard, call_clarity, sentences, word_count_and_jargon
+from pipeline.config import default_config
 from pipeline.records import Utterance
 from pipeline.text import count_phrases, is_hallucination, mask_pii, n_chars, normalise
 from pipeline.tone import phrase_counts
+
+CONFIG = default_config()
+LEX = CONFIG.lexicon
 
 
 def test_normalise_simplifies_and_masks_pii():
@@ -24,15 +28,15 @@ def test_longer_phrase_hides_the_shorter_inside_it():
 
 
 def test_phrase_lists_from_the_data_file():
-    hits = phrase_counts("不是跟你说了吗，这不是我们的问题")
+    hits = phrase_counts("不是跟你说了吗，这不是我们的问题", LEX)
     assert hits["impatience"] == 2 and hits["politeness"] == 0
-    assert phrase_counts("您看这样清楚吗？还有什么问题吗？")["confirmation"] == 2
-    assert phrase_counts("什么意思？我没听懂，您再说一遍")["confusion"] == 3
-    assert phrase_counts("首先，然后，最后")["structure"] == 3
+    assert phrase_counts("您看这样清楚吗？还有什么问题吗？", LEX)["confirmation"] == 2
+    assert phrase_counts("什么意思？我没听懂，您再说一遍", LEX)["confusion"] == 3
+    assert phrase_counts("首先，然后，最后", LEX)["structure"] == 3
 
 
 def test_jargon_uses_the_domain_dictionary_as_whole_words():
-    n_words, jargon = word_count_and_jargon("退款会原路退回，需要三个工作日到账")
+    n_words, jargon = word_count_and_jargon("退款会原路退回，需要三个工作日到账", LEX.jargon)
     assert jargon == 3 and n_words >= 6
 
 
@@ -46,19 +50,22 @@ def test_sentences_and_repeats_and_answer_length():
         Utterance("c", 3, "customer", 8, 9, "什么意思"),
         Utterance("c", 4, "agent", 9, 13, "退款会原路退回到您的银行卡上，三个工作日内到账"),
     ]
-    c = call_clarity(utts)
+    c = call_clarity(utts, CONFIG.clarity)
     assert c.repeat_count == 1
     assert c.chars_per_customer_turn == (n_chars(utts[2].text) + n_chars(utts[4].text)) / 2
     assert c.long_sentence_share == 0.0
 
 
 def test_known_whisper_hallucinations_are_recognised():
-    assert is_hallucination("字幕由Amara.org社區提供")
-    assert not is_hallucination("您好，请问有什么可以帮您")
+    assert is_hallucination("字幕由Amara.org社區提供", CONFIG.asr.hallucinations)
+    assert not is_hallucination("您好，请问有什么可以帮您", CONFIG.asr.hallucinations)
 
 
 def test_chinese_numerals_become_digits():
     from pipeline.text import numerals_to_digits
 
     assert numerals_to_digits("一百五十八块，退了一百二十八") == "158块，退了128"
-    assert numerals_to_digits("尾号三七五二，两百，一百零八，一万两千三百") == "尾号3752，200，108，12300"
+    assert (
+        numerals_to_digits("尾号三七五二，两百，一百零八，一万两千三百")
+        == "尾号3752，200，108，12300"
+    )

@@ -4,8 +4,11 @@ import numpy as np
 import pytest
 
 from pipeline.audio import SAMPLE_RATE
+from pipeline.config import default_config
 from pipeline.records import Utterance
 from pipeline.tone import acoustics, speech_rate_cpm, turn_taking
+
+TONE = default_config().tone
 
 
 def _harmonic(f0: float, seconds: float, amp: float = 0.3) -> np.ndarray:
@@ -15,10 +18,10 @@ def _harmonic(f0: float, seconds: float, amp: float = 0.3) -> np.ndarray:
 
 
 def test_pitch_and_loudness_of_a_voice_like_tone():
-    ac = acoustics(_harmonic(200.0, 1.5))
+    ac = acoustics(_harmonic(200.0, 1.5), TONE)
     assert ac.pitch_median_hz == pytest.approx(200.0, rel=0.02)
     assert ac.pitch_range_st < 0.5
-    quiet = acoustics(_harmonic(200.0, 1.5, amp=0.03))
+    quiet = acoustics(_harmonic(200.0, 1.5, amp=0.03), TONE)
     assert ac.loudness_dbfs - quiet.loudness_dbfs == pytest.approx(20.0, abs=0.5)
 
 
@@ -26,17 +29,17 @@ def test_gliding_pitch_has_a_wide_range():
     t = np.arange(int(2 * SAMPLE_RATE)) / SAMPLE_RATE
     f = 150 * 2 ** (t / 2)  # one octave over 2 s
     x = 0.3 * np.sin(2 * np.pi * np.cumsum(f) / SAMPLE_RATE).astype(np.float32)
-    assert acoustics(x).pitch_range_st == pytest.approx(0.8 * 12, abs=1.5)
+    assert acoustics(x, TONE).pitch_range_st == pytest.approx(0.8 * 12, abs=1.5)
 
 
 def test_silence_has_no_pitch_or_loudness():
-    ac = acoustics(np.zeros(SAMPLE_RATE, dtype=np.float32))
+    ac = acoustics(np.zeros(SAMPLE_RATE, dtype=np.float32), TONE)
     assert ac.pitch_median_hz is None and ac.loudness_dbfs is None
 
 
 def test_speech_rate_in_characters_per_minute():
-    assert speech_rate_cpm("您好请问有什么可以帮您", 3.0) == pytest.approx(11 / 3 * 60)
-    assert speech_rate_cpm("好", 0.1) is None
+    assert speech_rate_cpm("您好请问有什么可以帮您", 3.0, TONE) == pytest.approx(11 / 3 * 60)
+    assert speech_rate_cpm("好", 0.1, TONE) is None
 
 
 def test_overtalk_interruption_dead_air_and_latency():
@@ -47,7 +50,7 @@ def test_overtalk_interruption_dead_air_and_latency():
         Utterance("c", 3, "customer", 14.0, 15.0, "好"),  # 4 s of dead air before it
         Utterance("c", 4, "agent", 15.8, 17.0, "谢谢"),
     ]
-    tt = turn_taking(u)
+    tt = turn_taking(u, TONE)
     assert tt.overlap_s[2] == pytest.approx(1.5) and tt.overlap_s[1] == pytest.approx(1.5)
     assert tt.interrupts == [False, False, True, False, False]
     assert (tt.overtalk_count, tt.agent_interruptions, tt.customer_interruptions) == (1, 1, 0)

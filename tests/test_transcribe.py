@@ -6,36 +6,44 @@ import pytest
 import soundfile as sf
 from whisper.tokenizer import get_tokenizer
 
+from pipeline.asr.verify import VERIFY_AUDIO, VERIFY_TEXT
 from pipeline.audio import SAMPLE_RATE, load_call
-from pipeline.models import VERIFY_AUDIO, VERIFY_TEXT, cer
+from pipeline.config import default_config
+from pipeline.evaluation import cer
 from pipeline.records import CallAudio, Segment
 from pipeline.transcribe import (
-    GAP_S,
     Piece,
-    Window,
-    _assign,
-    _timed_segments,
+    assign_texts,
     pack_windows,
+    timed_segments,
     transcribe_calls,
 )
-from pipeline.vad import find_segments
+from pipeline.vad import find_segments, load_vad_model
+
+CONFIG = default_config()
+ASR = CONFIG.asr
+
+
+def _segments(audio: CallAudio) -> list[Segment]:
+    return find_segments(audio, CONFIG.vad, load_vad_model(), CONFIG.diarize)
 
 
 def _audio(seconds: float) -> CallAudio:
     n = int(seconds * SAMPLE_RATE)
     rng = np.random.default_rng(0)
-    return CallAudio(SAMPLE_RATE, seconds, 8000, 2, "agent_left", "x",
-                     agent=rng.normal(0, 0.1, n).astype(np.float32),
-                     customer=rng.normal(0, 0.1, n).astype(np.float32))
+    tracks = (rng.normal(0, 0.1, n).astype(np.float32), rng.normal(0, 0.1, n).astype(np.float32))
+    return CallAudio(SAMPLE_RATE, seconds, 8000, 2, "agent_left", "x", tracks)
 
 
 def test_windows_hold_one_speaker_and_at_most_30_s():
-    segs = [Segment(i * 4.0, i * 4.0 + 3.0, "agent" if i % 2 == 0 else "customer") for i in range(30)]
-    windows = pack_windows("c", _audio(125.0), segs)
+    segs = [
+        Segment(i * 4.0, i * 4.0 + 3.0, "agent" if i % 2 == 0 else "customer") for i in range(30)
+    ]
+    windows = pack_windows("c", _audio(125.0), segs, ASR)
     for w in windows:
         assert len(w.audio) <= 30 * SAMPLE_RATE
         assert len({p.segment.speaker for p in w.pieces}) == 1
-        expected_offsets = [i * (3.0 + GAP_S) for i in range(len(w.pieces))]
+        expected_offsets = [i * (3.0 + ASR.gap_s) for i in range(len(w.pieces))]
         assert [p.offset_s for p in w.pieces] == pytest.approx(expected_offsets)
     assert sum(len(w.pieces) for w in windows) == 30
 
@@ -44,13 +52,15 @@ def test_timestamp_tokens_split_text_into_timed_segments():
     tok = get_tokenizer(True, num_languages=99, language="zh", task="transcribe")
     ts = lambda s: tok.timestamp_begin + round(s / 0.02)  # noqa: E731
     tokens = [ts(0.0), *tok.encode("您好"), ts(1.0), ts(1.6), *tok.encode("请问"), ts(2.4), tok.eot]
-    assert _timed_segments(tokens, tok, 30.0) == [(0.0, 1.0, "您好"), (1.6, 2.4, "请问")]
+    assert timed_segments(tokens, tok, 30.0) == [(0.0, 1.0, "您好"), (1.6, 2.4, "请问")]
 
 
 def test_text_spanning_two_pieces_is_split_by_overlap():
-    w = Window("c", np.zeros(1), [Piece(Segment(10, 12, "agent"), 0.0), Piece(Segment(20, 22, "agent"), 2.6)])
-    _assign(w, [(0.0, 2.0, "第一句话"), (2.6, 4.6, "第二句话"), (1.0, 3.6, "一半一半")])
-    assert w.pieces[0].texts == ["第一句话", "一半"] and w.pieces[1].texts == ["第二句话", "一半"]
+    pieces = (Piece(Segment(10, 12, "agent"), 0.0), Piece(Segment(20, 22, "agent"), 2.6))
+    timed = [(0.0, 2.0, "第一句话"), (2.6, 4.6, "第二句话"), (1.0, 3.6, "一半一半")]
+    texts, covered = assign_texts(pieces, timed, ASR)
+    assert texts == (("第一句话", "一半"), ("第二句话", "一半"))
+    assert covered == pytest.approx((3.0, 3.0))
 
 
 def _call_with_clip(tmp_path, left_gap_s=3.0):
@@ -72,10 +82,12 @@ def _call_with_clip(tmp_path, left_gap_s=3.0):
 def test_real_speech_becomes_one_agent_utterance_with_its_text(asr_model, tmp_path):
     path, start, end = _call_with_clip(tmp_path)
     audio = load_call(path)
-    segs = find_segments(audio)
-    utts = transcribe_calls(asr_model, [("c", audio, segs)])["c"]
+    segs = _segments(audio)
+    utts = transcribe_calls(asr_model, [("c", audio, segs)], ASR)["c"]
     assert [u.speaker for u in utts] == ["agent"]
-    assert utts[0].start_s == pytest.approx(start, abs=0.3) and utts[0].end_s == pytest.approx(end, abs=0.3)
+    assert utts[0].start_s == pytest.approx(start, abs=0.3) and utts[0].end_s == pytest.approx(
+        end, abs=0.3
+    )
     assert cer(utts[0].text, VERIFY_TEXT.read_text(encoding="utf-8").strip()) <= 0.2
     assert utts[0].text == utts[0].text.encode("utf-8").decode("utf-8")
     assert "歡" not in utts[0].text and "请问" in utts[0].text  # simplified output
@@ -85,9 +97,9 @@ def test_real_speech_becomes_one_agent_utterance_with_its_text(asr_model, tmp_pa
 def test_line_noise_and_silence_give_no_utterances(asr_model):
     rng = np.random.default_rng(2)
     n = 20 * SAMPLE_RATE
-    audio = CallAudio(SAMPLE_RATE, 20.0, 8000, 2, "agent_left", "x",
-                      agent=rng.normal(0, 1e-3, n).astype(np.float32), customer=np.zeros(n, np.float32))
-    segs = find_segments(audio)
+    tracks = (rng.normal(0, 1e-3, n).astype(np.float32), np.zeros(n, np.float32))
+    audio = CallAudio(SAMPLE_RATE, 20.0, 8000, 2, "agent_left", "x", tracks)
+    segs = _segments(audio)
     # even if VAD fired, Whisper must not invent text; force a decode of the whole noise too
     forced = segs or [Segment(0.0, 20.0, "agent")]
-    assert transcribe_calls(asr_model, [("c", audio, forced)])["c"] == []
+    assert transcribe_calls(asr_model, [("c", audio, forced)], ASR)["c"] == []

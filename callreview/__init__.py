@@ -1,0 +1,1 @@
+"""callreview's command line. The library is pipeline/, the Prefect layer flows/."""

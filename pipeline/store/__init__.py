@@ -1,0 +1,53 @@
+"""The DuckDB file analysts query. Every SQL statement callreview runs lives in this package:
+
+schema.py   tables generated from pipeline/records.py, and the analysts' views
+db.py       connect, transaction, bulk writes
+writes.py   what a run writes: runs, calls, failures, derived tables
+history.py  what a run reads back: done calls, the base tables, the drift summary
+reads.py    what the calibration report reads
+"""
+
+from pipeline.store import reads
+from pipeline.store.db import (
+    StoreLockedError,
+    connect,
+    replace_table,
+    run_query,
+    to_json,
+    transaction,
+    write_frame,
+)
+from pipeline.store.history import History, done_calls, load_history, top_drift
+from pipeline.store.schema import DERIVED_TABLES, TABLES, schema_sql
+from pipeline.store.writes import (
+    finish_run,
+    replace_derived,
+    save_call,
+    save_failed_call,
+    start_run,
+    write_failures,
+)
+
+__all__ = [
+    "DERIVED_TABLES",
+    "TABLES",
+    "reads",
+    "History",
+    "StoreLockedError",
+    "connect",
+    "done_calls",
+    "finish_run",
+    "load_history",
+    "replace_derived",
+    "replace_table",
+    "run_query",
+    "save_call",
+    "save_failed_call",
+    "schema_sql",
+    "start_run",
+    "to_json",
+    "top_drift",
+    "transaction",
+    "write_failures",
+    "write_frame",
+]

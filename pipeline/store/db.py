@@ -1,0 +1,84 @@
+"""Opening the DuckDB file, transactions, and bulk writes through DuckDB's pandas/Arrow scan."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from pipeline.store.schema import TABLE, schema_sql
+
+
+class StoreLockedError(RuntimeError):
+    """Another process holds the database (DuckDB allows one writer, or many readers)."""
+
+
+def connect(db: str | Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open the database (creating the schema when writable), with a clear error on locks."""
+    db = Path(db)
+    if read_only and not db.exists():
+        raise FileNotFoundError(f"no database at {db}: run `callreview run` first")
+    try:
+        con = duckdb.connect(str(db), read_only=read_only)
+    except duckdb.IOException as e:
+        if "lock" in str(e).lower():
+            raise StoreLockedError(
+                f"{db} is in use by another process (DuckDB allows one writer or several "
+                f"read-only readers, not both). Close other sessions on it and retry.\n{e}"
+            ) from e
+        raise
+    if not read_only:
+        con.execute(schema_sql())
+    return con
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """All or nothing: a crash or an exception inside leaves the database as it was."""
+    con.execute("BEGIN")
+    try:
+        yield con
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
+def write_frame(
+    con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame, replace_key: str | None = None
+) -> None:
+    """Insert a frame by column name; rows with the same `replace_key` values go first.
+
+    Only the table's own columns are written, so a frame may carry extra working columns.
+    """
+    if frame.empty:
+        return
+    columns = [c for c in TABLE[table].column_names() if c in frame.columns]
+    con.register("_frame", frame[columns])
+    try:
+        if replace_key:
+            con.execute(
+                f"DELETE FROM {table} WHERE {replace_key} IN "
+                f"(SELECT DISTINCT {replace_key} FROM _frame)"
+            )
+        con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _frame")
+    finally:
+        con.unregister("_frame")
+
+
+def replace_table(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> None:
+    con.execute(f"DELETE FROM {table}")
+    write_frame(con, table, frame)
+
+
+def to_json(value: dict) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def run_query(con: duckdb.DuckDBPyConnection, sql: str) -> pd.DataFrame:
+    """An analyst's own SQL, on a read-only connection."""
+    return con.sql(sql).df()

@@ -1,0 +1,110 @@
+"""The DuckDB schema, generated from the typed records in pipeline/records.py.
+
+Base tables are written per call and keyed by call_id (a re-run replaces a call's rows):
+  call_log, utterance_log, call_figures
+Derived tables are recomputed from the whole history on every run:
+  call_derived, utterance_derived, agent_baselines, agent_drift, call_pairs, aligned_utterances
+Run bookkeeping: runs, failures.
+Analyst-facing views join them: calls, utterances, call_metrics (docs/CONTRACTS.md).
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from dataclasses import dataclass, fields
+from datetime import date, datetime
+
+from pipeline import records
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    records: tuple[type, ...]  # columns of these records, in order, each name once
+    key: tuple[str, ...]  # primary key; () for append-only logs
+    derived: bool = False  # recomputed from the base tables on every run
+
+    def columns(self) -> list[tuple[str, str]]:
+        """(name, SQL type) of every column."""
+        out: dict[str, str] = {}
+        for cls in self.records:
+            hints = typing.get_type_hints(cls)
+            for f in fields(cls):
+                if f.name not in out:
+                    out[f.name] = _sql_type(hints[f.name])
+        return list(out.items())
+
+    def column_names(self) -> list[str]:
+        return [name for name, _ in self.columns()]
+
+
+_SQL_TYPES: dict[type, str] = {
+    str: "VARCHAR",
+    int: "BIGINT",
+    float: "DOUBLE",
+    bool: "BOOLEAN",
+    datetime: "TIMESTAMP",
+    date: "DATE",
+}
+
+
+def _sql_type(hint: object) -> str:
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return _sql_type(args[0])  # X | None: nullable X
+    if typing.get_origin(hint) is typing.Literal:
+        return "VARCHAR"
+    return _SQL_TYPES[hint]  # type: ignore[index]
+
+
+TABLES: tuple[Table, ...] = (
+    Table("runs", (records.RunRow,), ("run_id",)),
+    Table("failures", (records.FailureRow,), ()),
+    Table("call_log", (records.CallRow,), ("call_id",)),
+    Table(
+        "utterance_log", (records.Utterance, records.UtteranceFigures), ("call_id", "utterance_id")
+    ),
+    Table("call_figures", (records.CallFigures,), ("call_id",)),
+    Table("call_derived", (records.CallDerived,), ("call_id",), derived=True),
+    Table(
+        "utterance_derived", (records.UtteranceDerived,), ("call_id", "utterance_id"), derived=True
+    ),
+    Table("agent_baselines", (records.AgentBaseline,), ("agent_id",), derived=True),
+    Table("agent_drift", (records.AgentDrift,), ("agent_id", "metric"), derived=True),
+    Table("call_pairs", (records.PairRow,), ("pair_id",), derived=True),
+    Table(
+        "aligned_utterances", (records.AlignedRow,), ("pair_id", "early_utterance_id"), derived=True
+    ),
+)
+TABLE = {t.name: t for t in TABLES}
+DERIVED_TABLES = tuple(t.name for t in TABLES if t.derived)
+
+VIEWS = """
+CREATE OR REPLACE VIEW calls AS
+SELECT l.call_id, l.agent_id, l.recorded_at, l.agent_hired_at, d.tenure_days, d.cohort, l.topic,
+       l.channels, l.duration_s, l.status, l.error, l.folder, l.path, l.audio_sha256, l.attributes,
+       l.run_id, l.processed_at
+FROM call_log l LEFT JOIN call_derived d USING (call_id);
+
+CREATE OR REPLACE VIEW utterances AS
+SELECT u.*, d.pitch_vs_baseline_st, d.agitation
+FROM utterance_log u LEFT JOIN utterance_derived d USING (call_id, utterance_id);
+
+CREATE OR REPLACE VIEW call_metrics AS
+SELECT l.agent_id, d.cohort, d.tenure_days, f.*, d.agitation, d.agitation_high_share,
+       d.agent_pitch_vs_baseline_st
+FROM call_figures f JOIN call_log l USING (call_id) LEFT JOIN call_derived d USING (call_id)
+WHERE l.status = 'ok';
+"""
+
+
+def create_table_sql(table: Table) -> str:
+    cols = [f"{name} {sql_type}" for name, sql_type in table.columns()]
+    if table.key:
+        cols.append(f"PRIMARY KEY ({', '.join(table.key)})")
+    return f"CREATE TABLE IF NOT EXISTS {table.name} (\n  " + ",\n  ".join(cols) + "\n);"
+
+
+def schema_sql() -> str:
+    return "\n".join(create_table_sql(t) for t in TABLES) + "\n" + VIEWS
