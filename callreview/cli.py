@@ -8,6 +8,7 @@ callreview.toml in the working folder or --config FILE, then CALLREVIEW_* variab
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -15,9 +16,11 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 import flows  # noqa: F401  (sets Prefect's environment defaults before Prefect is imported)
+from callreview.calibrate import make_app as make_calibrate_app
 from pipeline.config import Config, ConfigError, find_config_file, load_config
 
 app = typer.Typer(
@@ -37,20 +40,57 @@ ConfigOption = Annotated[
 DbOption = Annotated[Path | None, typer.Option("--db", help="DuckDB file (default: [run] db).")]
 
 
-def _fail(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(1)
+# `callreview run` exit status: 0 every input ok; 1 the run finished but some inputs failed (the
+# summary lists them); 2 the run could not be done at all (one error line), like a usage error.
+EXIT_INPUTS_FAILED = 1
+EXIT_RUN_FAILED = 2
 
 
-def _config(config_file: Path | None, **flags: dict[str, object]) -> Config:
+def _fail(message: str, code: int = 1) -> None:
+    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)  # one line, unwrapped
+    raise typer.Exit(code)
+
+
+def _config(config_file: Path | None, code: int = 1, **flags: dict[str, object]) -> Config:
     """Settings for this command: files, then CALLREVIEW_* variables, then the given flags
     (by section: run={"db": ...}); a flag left at None keeps the setting."""
     try:
         path = find_config_file(Path.cwd(), os.environ, config_file)
         return load_config(path, os.environ, flags)
     except ConfigError as e:
-        _fail(str(e))
+        _fail(str(e), code)
         raise  # unreachable: _fail exits
+
+
+app.add_typer(make_calibrate_app(_config, _fail), name="calibrate")
+
+
+class _NoTraceback(logging.Formatter):
+    """Prefect logs a failed task's traceback on the console. A bad recording is an expected
+    outcome whose reason the run summary lists, so the console shows the one-line message; the
+    Prefect API's run logs keep the whole record."""
+
+    def __init__(self, inner: logging.Formatter | None) -> None:
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        saved = record.exc_info, record.exc_text, record.stack_info
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        try:
+            return self.inner.format(record)
+        finally:
+            record.exc_info, record.exc_text, record.stack_info = saved
+
+
+def _console_logs_without_tracebacks() -> None:
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, PrefectConsoleHandler) and not isinstance(
+            handler.formatter, _NoTraceback
+        ):
+            handler.setFormatter(_NoTraceback(handler.formatter))
 
 
 @app.command()
@@ -76,30 +116,50 @@ def run(
     ] = None,
     config_file: ConfigOption = None,
 ) -> None:
-    """Run the review flow on FOLDER and write everything into the DuckDB file."""
-    from flows.review import review_calls
-    from pipeline.manifest import ManifestError
-    from pipeline.store import StoreLockedError
+    """Run the review flow on FOLDER and write everything into the DuckDB file.
+
+    Exit status: 0 every input ok; 1 some inputs failed (listed in the summary and the
+    `failures` table, the rest stored); 2 the run could not be done (one error line).
+    """
+    from pipeline.manifest import ManifestError, read_manifest
 
     config = _config(
         config_file,
+        EXIT_RUN_FAILED,
         run={"db": db, "model": model, "device": device},
         asr={"batch_size": batch_size},
     )
+    try:  # a manifest unusable as a whole stops the run here, before Prefect starts
+        read_manifest(folder)
+    except ManifestError as e:
+        _fail(str(e), EXIT_RUN_FAILED)
+    from flows.review import review_calls
+
+    _console_logs_without_tracebacks()
     try:
         summary = review_calls(folder=str(folder), config=config, force=force)
-    except (ManifestError, StoreLockedError, FileNotFoundError) as e:
-        _fail(str(e))
+    except Exception as e:  # noqa: BLE001  a whole-run problem is one line, not a traceback
+        _fail(f"the run stopped: {type(e).__name__}: {e}", EXIT_RUN_FAILED)
         return
+    failures = summary.failures
     console.rule("[bold]callreview run")
     console.print(
-        f"run {summary.run_id} in {summary.seconds:.0f} s: {summary.n_ok} calls processed, "
-        f"{summary.n_skipped} already done, {len(summary.failures)} failed"
+        f"run {summary.run_id} in {summary.seconds:.0f} s, {summary.n_inputs} inputs: "
+        f"{summary.n_ok} calls processed, {summary.n_skipped} already done, "
+        f"{len(failures)} failed"
     )
-    for f in summary.failures:
-        where = f"line {f.row}" if f.row else (f.call_id or f.path)
-        console.print(f"  [red]failed[/] {where}: {f.reason}")
-    console.print(f"database: [bold]{Path(summary.db).resolve()}[/]")
+    for f in failures:
+        where = ", ".join(
+            part
+            for part in (
+                f"line {f.row}" if f.row else "",
+                f"call {f.call_id!r}" if f.call_id else "",
+                f"path {f.path!r}" if f.path else "",
+            )
+            if part
+        )
+        console.print(f"  [red]failed[/] {escape(where)}: {escape(f.reason)}")
+    console.print(f"database: [bold]{escape(str(Path(summary.db).resolve()))}[/]")
     if summary.top_drift is not None and len(summary.top_drift):
         table = Table(title="Top drifting agents (agitation early -> current)")
         for col in (
@@ -113,7 +173,7 @@ def run(
             table.add_column(col)
         for r in summary.top_drift.itertuples():
             table.add_row(
-                r.agent_id,
+                escape(str(r.agent_id)),
                 f"{r.agitation_delta:+.2f}",
                 f"{r.speech_rate_delta_cpm:+.0f}",
                 f"{r.impatience_delta:+.1f}",
@@ -121,23 +181,54 @@ def run(
                 f"{r.n_early}/{r.n_current}",
             )
         console.print(table)
-    console.print(f"next: callreview report --db {summary.db} --agent <agent_id> --out report.html")
+    console.print(
+        f"next: callreview report --db {escape(summary.db)} --agent <agent_id> --out report.html"
+    )
+    if failures:
+        console.print(
+            f"[red]{len(failures)} input(s) failed[/] (listed above and in the `failures` "
+            "table); the other calls are stored. Fix the inputs and run again: done calls are "
+            "skipped."
+        )
+        raise typer.Exit(EXIT_INPUTS_FAILED)
 
 
 @app.command()
 def report(
-    agent: Annotated[str, typer.Option("--agent", help="Agent id.")],
+    agent: Annotated[str | None, typer.Option("--agent", help="Agent id.")] = None,
+    all_agents: Annotated[
+        bool, typer.Option("--all", help="Every agent's page and the team overview (index.html).")
+    ] = False,
     db: DbOption = None,
-    out: Annotated[Path | None, typer.Option("--out", help="HTML file to write.")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="HTML file to write (with --all: a folder).")
+    ] = None,
+    session: Annotated[
+        str | None, typer.Option(help="Calibration session the pages score for (default: today).")
+    ] = None,
     config_file: ConfigOption = None,
 ) -> None:
-    """Write the self-contained calibration report (HTML) for one agent."""
+    """Write the self-contained calibration report (HTML) for one agent, or with --all every
+    agent's report and a sortable team overview linking to them."""
     from pipeline.report import write_report
+    from pipeline.report.index import write_all
 
+    if (agent is None) == (not all_agents):
+        _fail("give either --agent ID or --all")
     config = _config(config_file, run={"db": db})
-    out = out or Path(f"report-{agent}.html")
     try:
-        path = write_report(config.run.db, agent, out, config)
+        if all_agents:
+            note = lambda a: console.print(f"  report {escape(a)}")  # noqa: E731 (progress)
+            paths = write_all(
+                config.run.db, out or Path("reports"), config, session=session, on_agent=note
+            )
+            console.print(
+                f"{len(paths) - 1} reports and the overview: [bold]{paths[-1].resolve()}[/]"
+            )
+            return
+        path = write_report(
+            config.run.db, agent, out or Path(f"report-{agent}.html"), config, session=session
+        )
     except (ValueError, FileNotFoundError) as e:
         _fail(str(e))
         return

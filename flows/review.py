@@ -1,7 +1,10 @@
 """Prefect flow `review_calls`: a folder of recordings -> the DuckDB file.
 
 Tasks are thin wrappers over pipeline/ functions and receive typed records, never connections.
-The flow is the one writer: it opens one connection for the run. One bad recording fails its
+The flow is the one writer: it opens one connection for the run, on its private working file,
+and publishes a consistent snapshot for analysts when the run is done (pipeline/store/snapshot.py),
+so an analyst's open session never blocks the run and never sees half a run. Each call is saved
+in its own transaction: a crash loses at most the call in flight. One bad recording fails its
 own task; the flow records it in `failures` (and `calls` with status 'failed') and carries on.
 Calls whose audio hash is already stored as ok are skipped, so an interrupted run resumes.
 """
@@ -26,7 +29,8 @@ from pipeline import asr, review, store
 from pipeline.config import Config, RunSettings, find_config_file, load_config
 from pipeline.hashing import file_sha256
 from pipeline.manifest import read_manifest
-from pipeline.records import CallInput, CallResult, Failure, RunRow
+from pipeline.records import CallInput, CallResult, Failure
+from pipeline.rows import RunRow
 from pipeline.store.history import History
 from pipeline.vad import load_vad_model
 
@@ -82,6 +86,7 @@ def review_calls(
     logger = get_run_logger()
     started = time.monotonic()
     config = config or run_config(config_file)
+    review.check_settings(config)
     db_path = str(db or config.run.db)
     run_id = datetime.now().strftime("%Y%m%dT%H%M%S-") + uuid.uuid4().hex[:6]
     calls, failures = read_manifest(folder)
@@ -89,8 +94,12 @@ def review_calls(
     for f in failures:
         logger.warning("manifest line %s skipped: %s", f.row, f.reason)
     model_path = asr.resolve_model(config.run.model, config.run.models_dir)
-    con = store.connect(db_path)
+    model_version = asr.model_version(config.run.model, config.run.models_dir)
+    versions = review.versions()
+    con = store.open_for_run(db_path)
+    published = False
     try:
+        store.mark_interrupted_runs(con)
         store.start_run(
             con,
             RunRow(
@@ -102,9 +111,9 @@ def review_calls(
                 n_ok=None,
                 n_failed=None,
                 n_skipped=None,
-                asr_model=f"{asr.model_version(config.run.model, config.run.models_dir)} ({model_path})",
+                asr_model=f"{model_version} ({model_path})",
                 device=_device(config.run.device),
-                versions=store.to_json(review.versions()),
+                versions=store.to_json(versions),
                 status="running",
             ),
         )
@@ -127,7 +136,7 @@ def review_calls(
                 state = process_call_task(call, config, return_state=True)
                 if state.is_completed():
                     result: CallResult = state.result()
-                    store.save_call(con, result, run_id)
+                    store.save_call(con, result, run_id, versions["callreview"], model_version)
                     n_ok += 1
                     logger.info(
                         "%s: %d utterances, %.0f s",
@@ -153,8 +162,11 @@ def review_calls(
             "ok" if not failures else "ok_with_failures",
         )
         top = store.top_drift(con)
+        store.publish(con, db_path)  # closes the connection
+        published = True
     finally:
-        con.close()
+        if not published:
+            con.close()
     return RunSummary(
         run_id,
         db_path,

@@ -5,11 +5,16 @@ Pairing: one-to-one, best total similarity (Hungarian, scipy's linear_sum_assign
 with a `topic` only pair within the same topic; similarity is TF-IDF cosine of the calls'
 words (jieba), so with or without topics the pair asks the same question.
 Utterance alignment: in order (a monotone alignment, Needleman-Wunsch style), scoring each
-agent turn by its own text and the customer turn it answers (character-bigram TF-IDF).
+agent turn by its own text and the customer question it answers (character-bigram TF-IDF). A
+short customer turn without a question (好的，麻烦你了 / 尾号是三七五二) is a back-channel: the
+agent's next turn still answers the question before it, so that stays the turn's context. Else
+an early "let me check" turn and the explanation after it would compete for the current call's
+first answer, and the explanation would lose its partner.
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass
 
@@ -87,13 +92,25 @@ def pair_calls(
     return pairs
 
 
-def agent_turns(utts: list[tuple[int, str, str]]) -> list[Turn]:
-    """(utterance_id, speaker, text) in call order -> agent turns with their customer context."""
+# Marks of a question in a customer turn: question marks, sentence-final 吗/呢, question words.
+_QUESTION = re.compile(r"[？?吗呢几哪]|什么|怎么|多少|是不是|能不能|有没有")
+_NOT_SPOKEN = re.compile(r"[\W_]+")
+
+
+def is_backchannel(text: str, max_chars: int) -> bool:
+    """A short customer turn that asks nothing: an acknowledgement or a requested detail."""
+    return len(_NOT_SPOKEN.sub("", text)) <= max_chars and not _QUESTION.search(text)
+
+
+def agent_turns(utts: list[tuple[int, str, str]], backchannel_max_chars: int = 8) -> list[Turn]:
+    """(utterance_id, speaker, text) in call order -> agent turns with the customer question
+    each answers (the last customer turn that is not a back-channel; empty before any)."""
     turns: list[Turn] = []
     context = ""
     for uid, speaker, text in utts:
         if speaker == "customer":
-            context = text
+            if not context or not is_backchannel(text, backchannel_max_chars):
+                context = text
         else:
             turns.append(Turn(uid, text, context))
     return turns

@@ -17,6 +17,9 @@ from typing import Any
 from pydantic import ConfigDict, ValidationError
 from pydantic.dataclasses import dataclass
 
+from pipeline.digit_runs import DEFAULT_OPTIONS as DEFAULT_REDACTION
+from pipeline.digit_runs import RedactOptions
+
 DATA_DIR = Path(__file__).resolve().parent / "data"
 REPO_DIR = Path(__file__).resolve().parents[1]
 DEFAULTS_FILE = DATA_DIR / "callreview.toml"
@@ -48,6 +51,14 @@ class RunSettings:
 
 
 @dataclass(config=_STRICT)
+class AudioOptions:
+    """What recordings are accepted (docs/CONTRACTS.md, "Input")."""
+
+    max_duration_s: float
+    min_duration_s: float
+
+
+@dataclass(config=_STRICT)
 class VadOptions:
     threshold: float
     min_speech_s: float
@@ -68,6 +79,7 @@ class AsrOptions:
     compression_ratio_max: float
     fallback_temperatures: tuple[float, ...]
     hallucinations: tuple[str, ...] = ()  # filled from [lexicon] hallucinations
+    redaction: RedactOptions = DEFAULT_REDACTION  # PII masking (pipeline/redact.py documents it)
 
 
 @dataclass(config=_STRICT)
@@ -77,18 +89,44 @@ class ToneOptions:
     dead_air_min_s: float
     overtalk_min_s: float
     interrupt_min_s: float
-    pitch_fmin_hz: float
-    pitch_fmax_hz: float
     silence_dbfs: float
+    hold_min_s: float
+    mute_dbfs: float
+    mute_min_s: float
 
 
 @dataclass(config=_STRICT)
-class AgitationOptions:
-    w_pitch: float
-    w_pitch_range: float
-    w_loudness: float
-    w_rate: float
+class ProsodyOptions:
+    sample_rate: int  # rate of the clips handed in (16 kHz in the pipeline)
+    work_rate: int  # every clip is resampled to this (telephone rate) before analysis
+    band_lo_hz: float  # telephone band: spectral figures use only this band
+    band_hi_hz: float
+    window_s: float  # analysis window (YIN integration window and spectrum frame)
+    hop_s: float
+    fmin_hz: float  # pitch search range
+    fmax_hz: float
+    yin_threshold: float  # YIN: first dip of the normalised difference below this is the period
+    max_aperiodicity: float  # a frame is voiced when its YIN aperiodicity is below this ...
+    active_range_db: float  # ... and its level is within this of the clip's loud level (95th pct)
+    floor_percentile: float  # noise floor: this percentile over frames of each bin's power
+    floor_margin_db: float  # and at least this far above the noise floor
+    min_snr_db: float  # the floor is taken to be at least this far below the loud level
+    pitch_highpass_hz: float  # the pitch tracker sees the clip high-passed here
+    pitch_span_st: float  # voiced frames more than this above the clip's 10th percentile pitch
+    # are taken for harmonic locks (see `analyse`) and dropped
+    min_voiced_frames: int  # fewer voiced frames than this: no pitch or spectral figures
+
+
+@dataclass(config=_STRICT)
+class AgitationSpec:
+    """Which features make agitation, their weights (signed: the direction of arousal) and the
+    floors on each baseline standard deviation; `high` flags an utterance as agitated."""
+
+    features: tuple[str, ...]
+    weights: tuple[float, ...]
+    std_floors: tuple[float, ...]
     high: float
+    min_baseline_utterances: int
 
 
 @dataclass(config=_STRICT)
@@ -119,6 +157,7 @@ class AlignOptions:
     min_similarity: float
     gap_penalty: float
     context_weight: float
+    backchannel_max_chars: int = 8
 
 
 @dataclass(config=_STRICT)
@@ -135,11 +174,23 @@ class PhraseList:
 
 
 @dataclass(config=_STRICT)
+class Rule:
+    """A QA rule flag: a call metric compared with a threshold (pipeline/data/rules.toml)."""
+
+    name: str
+    label: str  # what QA leads call it, e.g. 语速过快
+    metric: str  # a call_metrics column
+    op: str  # > >= < <=
+    threshold: float
+
+
+@dataclass(config=_STRICT)
 class Lexicon:
     """The editable word lists, loaded from the files [lexicon] names."""
 
     phrases: tuple[PhraseList, ...]
     jargon: tuple[str, ...]
+    rules: tuple[Rule, ...] = ()
 
     def phrase_list(self, name: str) -> tuple[str, ...]:
         for pl in self.phrases:
@@ -151,10 +202,12 @@ class Lexicon:
 @dataclass(config=_STRICT)
 class Config:
     run: RunSettings
+    audio: AudioOptions
     vad: VadOptions
     asr: AsrOptions
     tone: ToneOptions
-    agitation: AgitationOptions
+    prosody: ProsodyOptions
+    agitation: AgitationSpec
     baseline: BaselineOptions
     clarity: ClarityOptions
     cohorts: CohortOptions
@@ -189,6 +242,8 @@ _PATH_KEYS = {
     ("lexicon", "phrases"),
     ("lexicon", "jargon"),
     ("lexicon", "hallucinations"),
+    ("lexicon", "rules"),
+    ("agitation", "file"),
 }
 
 
@@ -235,6 +290,32 @@ def _read_phrases(path: Path) -> tuple[PhraseList, ...]:
         )
     except (KeyError, TypeError, AttributeError, ValidationError) as e:
         raise ConfigError(f"{path}: each [list] needs `phrases = [...]`: {e}") from None
+
+
+def _read_rules(path: Path) -> tuple[Rule, ...]:
+    raw = _read_toml(path)
+    try:
+        return tuple(Rule(name=name, **values) for name, values in raw.items())
+    except (TypeError, ValidationError) as e:
+        raise ConfigError(f"{path}: each [rule] needs label, metric, op, threshold: {e}") from None
+
+
+def load_agitation(path: Path) -> tuple[ProsodyOptions, AgitationSpec]:
+    """The voice-analysis settings and the fitted agitation model (pipeline/data/agitation.toml,
+    written by scripts/validate_agitation.py --fit --write)."""
+    data = _read_toml(path)
+    try:
+        feats = data["agitation"]["features"]
+        spec = AgitationSpec(
+            features=tuple(feats),
+            weights=tuple(float(feats[k]["weight"]) for k in feats),
+            std_floors=tuple(float(feats[k]["std_floor"]) for k in feats),
+            high=float(data["agitation"]["high"]),
+            min_baseline_utterances=int(data["agitation"]["min_baseline_utterances"]),
+        )
+        return ProsodyOptions(**data["prosody"]), spec
+    except (KeyError, TypeError, ValidationError) as e:
+        raise ConfigError(f"{path}: not an agitation model file: {e}") from None
 
 
 def _read_lines(path: Path) -> tuple[str, ...]:
@@ -284,13 +365,24 @@ def load_config(
     for key in ("model", "device"):
         run[key] = run[key] or None
     lex = merged.pop("lexicon")
+    prosody, agitation = load_agitation(Path(merged.pop("agitation")["file"]))
     try:
         lexicon = Lexicon(
-            phrases=_read_phrases(Path(lex["phrases"])), jargon=_read_lines(Path(lex["jargon"]))
+            phrases=_read_phrases(Path(lex["phrases"])),
+            jargon=_read_lines(Path(lex["jargon"])),
+            rules=_read_rules(Path(lex["rules"])),
         )
         asr = {**merged["asr"], "hallucinations": _read_lines(Path(lex["hallucinations"]))}
         return Config(
-            **{**merged, "run": run, "asr": asr, "lexicon": lexicon, "sources": tuple(sources)}
+            **{
+                **merged,
+                "run": run,
+                "asr": asr,
+                "lexicon": lexicon,
+                "prosody": prosody,
+                "agitation": agitation,
+                "sources": tuple(sources),
+            }
         )
     except ValidationError as e:
         problems = "; ".join(

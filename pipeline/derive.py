@@ -7,14 +7,16 @@ functions serve a fresh batch and a nightly run over the whole history.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 
-from pipeline.config import AgitationOptions, BaselineOptions, CohortOptions
+from pipeline.config import AgitationSpec, BaselineOptions, CohortOptions
 from pipeline.tone import hz_to_st
 
-# Acoustic features behind agitation, as utterance columns (pitch_st is relative to baseline).
-AGITATION_FEATURES = ("pitch_st", "pitch_range_st", "loudness_dbfs", "speech_rate_cpm")
+# The agent's early spread of the descriptive figures, which the report uses to rank changes.
+DESCRIPTIVE = ("pitch_st", "pitch_range_st", "loudness_dbfs", "speech_rate_cpm")
 
 
 def _std_floors(options: BaselineOptions) -> dict[str, float]:
@@ -23,15 +25,6 @@ def _std_floors(options: BaselineOptions) -> dict[str, float]:
         "pitch_range_st": options.min_std_pitch_range_st,
         "loudness_dbfs": options.min_std_loudness_db,
         "speech_rate_cpm": options.min_std_rate_cpm,
-    }
-
-
-def _weights(options: AgitationOptions) -> dict[str, float]:
-    return {
-        "pitch_st": options.w_pitch,
-        "pitch_range_st": options.w_pitch_range,
-        "loudness_dbfs": options.w_loudness,
-        "speech_rate_cpm": options.w_rate,
     }
 
 
@@ -74,16 +67,13 @@ def assign_cohorts(calls: pd.DataFrame, options: CohortOptions) -> pd.DataFrame:
 
 
 def agent_baselines(utts: pd.DataFrame, options: BaselineOptions) -> pd.DataFrame:
-    """Per agent: mean and floored std of each agitation feature over early agent utterances
-    (all the agent's utterances when it has no early calls). `utts` holds agent utterances with
-    agent_id, cohort, pitch_median_hz, pitch_range_st, loudness_dbfs, speech_rate_cpm."""
+    """Per agent: the early-career level and floored spread of the descriptive figures (pitch,
+    pitch range, loudness, speaking rate) over early agent utterances (all the agent's utterances
+    when it has too few early ones). Pitch deltas are read against `baseline_pitch_hz`."""
     floors = _std_floors(options)
     rows = []
     for agent_id, g in utts.groupby("agent_id"):
-        ref = g[g["cohort"] == "early"]
-        source = "early"
-        if ref["pitch_median_hz"].notna().sum() < options.min_utterances:
-            ref, source = g, "all"
+        ref, source = _reference(g, "pitch_median_hz", options.min_utterances)
         row: dict[str, object] = {
             "agent_id": agent_id,
             "baseline_source": source,
@@ -98,7 +88,7 @@ def agent_baselines(utts: pd.DataFrame, options: BaselineOptions) -> pd.DataFram
             "loudness_dbfs": ref["loudness_dbfs"],
             "speech_rate_cpm": ref["speech_rate_cpm"],
         }
-        for name in AGITATION_FEATURES:
+        for name in DESCRIPTIVE:
             v = feats[name].dropna()
             row[f"{name}_mean"] = float(v.mean()) if len(v) else np.nan
             row[f"{name}_std"] = max(float(v.std(ddof=0)) if len(v) > 1 else 0.0, floors[name])
@@ -106,34 +96,99 @@ def agent_baselines(utts: pd.DataFrame, options: BaselineOptions) -> pd.DataFram
     return pd.DataFrame(rows)
 
 
-def utterance_agitation(
-    utts: pd.DataFrame, baselines: pd.DataFrame, options: AgitationOptions
-) -> pd.DataFrame:
-    """call_id, utterance_id, pitch_vs_baseline_st, agitation for agent utterances.
+def _reference(g: pd.DataFrame, column: str, minimum: int) -> tuple[pd.DataFrame, str]:
+    """The early utterances, or all of them when fewer than `minimum` early ones have `column`."""
+    early = g[g["cohort"] == "early"]
+    if early[column].notna().sum() >= minimum:
+        return early, "early"
+    return g, "all"
 
-    agitation = weighted mean of z-scores of pitch, pitch range, loudness and speaking rate
-    against the agent's own early baseline; missing features are left out of the mean.
-    """
-    weights = _weights(options)
-    u = utts.merge(baselines, on="agent_id", how="left")
-    u["pitch_st"] = hz_to_st(u["pitch_median_hz"], u["baseline_pitch_hz"])
-    num = pd.Series(0.0, index=u.index)
-    den = pd.Series(0.0, index=u.index)
-    for name in AGITATION_FEATURES:
-        z = (u[name] - u[f"{name}_mean"]) / u[f"{name}_std"]
-        ok = z.notna()
-        num[ok] += weights[name] * z[ok]
-        den[ok] += weights[name]
-    u["agitation"] = (num / den).where(den > 0)
-    return u[["call_id", "utterance_id", "pitch_st", "agitation"]].rename(
-        columns={"pitch_st": "pitch_vs_baseline_st"}
+
+def agitation_baselines(utts: pd.DataFrame, spec: AgitationSpec) -> pd.DataFrame:
+    """Per agent and agitation feature: the early-career mean and floored std (long format, so a
+    refitted model with other features needs no schema change)."""
+    rows = []
+    for agent_id, g in utts.groupby("agent_id"):
+        ref, source = _reference(g, spec.features[0], spec.min_baseline_utterances)
+        for name, weight, floor in zip(spec.features, spec.weights, spec.std_floors, strict=True):
+            v = ref[name].dropna()
+            rows.append(
+                {
+                    "agent_id": agent_id,
+                    "feature": name,
+                    "weight": weight,
+                    "source": source,
+                    "mean": float(v.mean()) if len(v) else np.nan,
+                    "std": max(float(v.std(ddof=0)) if len(v) > 1 else 0.0, floor),
+                    "n_utterances": len(v),
+                }
+            )
+    return pd.DataFrame(
+        rows, columns=["agent_id", "feature", "weight", "source", "mean", "std", "n_utterances"]
     )
 
 
-def call_agitation(utts: pd.DataFrame, options: AgitationOptions) -> pd.DataFrame:
+def agitation_scores(utts: pd.DataFrame, base: pd.DataFrame, key: str) -> pd.Series:
+    """sum(weight * z) / sum(|weight|) over the features present, z against the baseline rows of
+    the same `key` (agent_id, or a customer's call); NaN where no feature is present."""
+    num = pd.Series(0.0, index=utts.index)
+    den = pd.Series(0.0, index=utts.index)
+    for name, b in base.groupby("feature"):
+        ref = b.set_index(key)
+        mean, std = utts[key].map(ref["mean"]), utts[key].map(ref["std"])
+        z = (utts[name] - mean) / std
+        ok = z.notna()
+        weight = float(b["weight"].iloc[0])
+        num[ok] += weight * z[ok]
+        den[ok] += abs(weight)
+    return (num / den).where(den > 0)
+
+
+def utterance_agitation(
+    utts: pd.DataFrame, baselines: pd.DataFrame, agitation_base: pd.DataFrame
+) -> pd.DataFrame:
+    """call_id, utterance_id, pitch_vs_baseline_st, agitation for agent utterances: agitation is
+    the fitted voice-feature model (pipeline/data/agitation.toml) against the agent's own early
+    baseline."""
+    u = utts.merge(baselines[["agent_id", "baseline_pitch_hz"]], on="agent_id", how="left")
+    u["pitch_vs_baseline_st"] = hz_to_st(u["pitch_median_hz"], u["baseline_pitch_hz"])
+    u["agitation"] = agitation_scores(u, agitation_base, "agent_id")
+    return u[["call_id", "utterance_id", "pitch_vs_baseline_st", "agitation"]]
+
+
+def customer_agitation(utts: pd.DataFrame, spec: AgitationSpec, opening: int = 3) -> pd.DataFrame:
+    """Per call: how far the customer's voice rose above their own opening turns of the same call.
+
+    Customers change from call to call, so there is no career baseline: the first `opening`
+    customer utterances with voice features are the reference, the rest are scored with the
+    agent's model and averaged by duration. A customer who was angry from the first word is not
+    caught; one who got angry during the call is, so such a call is not read as the agent's drift.
+    """
+    cust = utts[utts["speaker"] == "customer"].sort_values(["call_id", "start_s"])
+    cust = cust[cust[spec.features[0]].notna()]
+    rows = []
+    for call_id, g in cust.groupby("call_id"):
+        if len(g) <= opening:
+            continue
+        ref = g.head(opening).assign(agent_id=call_id, cohort="early")
+        base = agitation_baselines(ref, replace(spec, min_baseline_utterances=1))
+        rest = g.iloc[opening:].assign(agent_id=call_id)
+        score = agitation_scores(rest, base, "agent_id")
+        w = (rest["end_s"] - rest["start_s"]).clip(lower=0.1)
+        ok = score.notna()
+        if ok.any():
+            rows.append(
+                {
+                    "call_id": call_id,
+                    "customer_agitation": float(np.average(score[ok], weights=w[ok])),
+                }
+            )
+    return pd.DataFrame(rows, columns=["call_id", "customer_agitation"])
+
+
+def call_agitation(utts: pd.DataFrame, spec: AgitationSpec) -> pd.DataFrame:
     """Per call: duration-weighted mean agitation of agent utterances, share flagged high,
     and the call's agent pitch relative to baseline."""
-    high = options.high
     rows = []
     for call_id, g in utts.groupby("call_id"):
         g = g[g["agitation"].notna()]
@@ -152,7 +207,7 @@ def call_agitation(utts: pd.DataFrame, options: AgitationOptions) -> pd.DataFram
             {
                 "call_id": call_id,
                 "agitation": float(np.average(g["agitation"], weights=w)),
-                "agitation_high_share": float(w[g["agitation"] > high].sum() / w.sum()),
+                "agitation_high_share": float(w[g["agitation"] > spec.high].sum() / w.sum()),
                 "agent_pitch_vs_baseline_st": float(
                     np.average(g["pitch_vs_baseline_st"].fillna(0), weights=w)
                 ),

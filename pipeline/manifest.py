@@ -1,16 +1,22 @@
 """Read a recordings folder's manifest.csv into CallInput records (docs/CONTRACTS.md, "Input").
 
-A wrong row (missing file, bad date, duplicate call_id, path escaping the folder, unknown
-channel layout) becomes a Failure with its reason; the other rows go on.
+The manifest as a whole is refused (ManifestError) only when nothing in it can be trusted: no
+file, not UTF-8, no header, a required or repeated column name. A wrong row (missing file,
+bad date, duplicate call_id, path escaping the folder, unknown channel layout) becomes a
+Failure with its reason and manifest line; the other rows go on.
 """
 
 from __future__ import annotations
 
 import csv
+import io
+import os
+from collections.abc import Callable, Iterator
 from datetime import date, datetime
 from pathlib import Path
+from typing import TypeVar
 
-from pipeline.records import CallInput, ChannelLayout, Failure
+from pipeline.records import CallInput, ChannelLayout, Failure, KnownFields
 
 REQUIRED = ("path", "call_id", "agent_id", "recorded_at")
 KNOWN = (*REQUIRED, "agent_hired_at", "channels", "topic")
@@ -23,16 +29,16 @@ class ManifestError(ValueError):
 
 
 def parse_datetime(value: str) -> datetime:
-    """ISO 8601 date or datetime; a timezone, if given, is dropped after converting to UTC."""
+    """ISO 8601 date or datetime; a timezone, if given, is dropped after converting to local."""
     text = value.strip()
-    if text.endswith("Z"):
+    if text.endswith(("Z", "z")):
         text = text[:-1] + "+00:00"
     try:
         parsed = datetime.fromisoformat(text)
-    except ValueError:
+        if parsed.tzinfo is not None:
+            parsed = parsed.astimezone(tz=None).replace(tzinfo=None)
+    except (ValueError, OverflowError):  # OverflowError: year 1 or 9999 shifted out of range
         raise ValueError(f"not an ISO 8601 date or datetime: {value!r}") from None
-    if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(tz=None).replace(tzinfo=None)
     return parsed
 
 
@@ -40,67 +46,106 @@ def parse_date(value: str) -> date:
     return parse_datetime(value).date()
 
 
+def _rows(manifest: Path) -> Iterator[tuple[int, dict[str | None, str | None]]]:
+    """(line, row) pairs; line is where the row ends in the file (blank lines are skipped and
+    a quoted field may span lines, so counting rows would point at the wrong line)."""
+    try:
+        raw = manifest.read_bytes()
+    except OSError as e:
+        raise ManifestError(f"{manifest}: cannot read: {e.strerror or e}") from None
+    try:
+        text = raw.decode("utf-8-sig")  # -sig: the BOM Excel writes
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise ManifestError(
+            f"{manifest}: not UTF-8 (line {line}, byte 0x{raw[e.start]:02x}); save it as "
+            "UTF-8 CSV (Excel: CSV UTF-8)"
+        ) from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))  # csv reads CRLF and LF alike
+    try:
+        header = reader.fieldnames
+        if not header:
+            raise ManifestError(f"{manifest}: empty file, expected a header row")
+        missing = [c for c in REQUIRED if c not in header]
+        if missing:
+            raise ManifestError(
+                f"{manifest}: missing required column(s): {', '.join(missing)} "
+                f"(header: {', '.join(header)})"
+            )
+        repeated = sorted({c for c in header if header.count(c) > 1})
+        if repeated:
+            raise ManifestError(f"{manifest}: column(s) named twice: {', '.join(repeated)}")
+        for row in reader:
+            yield reader.line_num, row
+    except csv.Error as e:
+        raise ManifestError(
+            f"{manifest}: not a readable CSV (line {reader.line_num}): {e}"
+        ) from None
+
+
 def read_manifest(folder: str | Path) -> tuple[list[CallInput], list[Failure]]:
     folder = Path(folder).resolve()
     manifest = folder / "manifest.csv"
     if not manifest.is_file():
         raise ManifestError(f"no manifest.csv in {folder}")
-    try:
-        with open(manifest, encoding="utf-8-sig", newline="") as f:
-            rows = list(csv.DictReader(f))
-            header = rows[0].keys() if rows else []
-    except (UnicodeDecodeError, csv.Error) as e:
-        raise ManifestError(f"{manifest}: cannot read as UTF-8 CSV: {e}") from e
-    missing = [c for c in REQUIRED if c not in header]
-    if rows and missing:
-        raise ManifestError(f"{manifest}: missing required column(s): {', '.join(missing)}")
-
     calls: list[CallInput] = []
     failures: list[Failure] = []
-    seen: set[str] = set()
-    for line, row in enumerate(rows, start=2):  # line 1 is the header
+    first_line: dict[str, int] = {}  # call_id -> line of its first row, good or bad
+    for line, row in list(_rows(manifest)):  # list(): a bad file fails before any row counts
+        values = {k: (v or "").strip() for k, v in row.items() if k}  # not None (extras), not ""
+        call_id, rel = values.get("call_id") or None, values.get("path") or None
+        if call_id is not None and call_id in first_line:
+            # The id belongs to its first row: this row gets no `calls` row of its own.
+            reason = f"duplicate call_id {call_id!r} (first on line {first_line[call_id]})"
+            failures.append(Failure("manifest", reason, call_id, rel, line))
+            continue
+        if call_id is not None:
+            first_line[call_id] = line
         try:
-            call = _parse_row(folder, row)
+            calls.append(_parse_row(folder, values))
         except ValueError as e:
-            failures.append(
-                Failure(
-                    "manifest",
-                    str(e),
-                    (row.get("call_id") or "").strip() or None,
-                    (row.get("path") or "").strip() or None,
-                    line,
-                )
-            )
-            continue
-        if call.call_id in seen:
-            failures.append(
-                Failure(
-                    "manifest",
-                    f"duplicate call_id {call.call_id!r}",
-                    call.call_id,
-                    call.rel_path,
-                    line,
-                )
-            )
-            continue
-        seen.add(call.call_id)
-        calls.append(call)
+            known = _known_fields(folder, values) if call_id is not None else None
+            failures.append(Failure("manifest", str(e), call_id, rel, line, known))
     return calls, failures
 
 
-def _parse_row(folder: Path, row: dict[str, str | None]) -> CallInput:
-    values = {k: (v or "").strip() for k, v in row.items() if k is not None}
+def _check_path(folder: Path, rel: str) -> Path:
+    """The audio file `rel` names, which must lie inside `folder` (after following links)."""
+    if "\0" in rel:
+        raise ValueError("path contains a NUL character")
+    if Path(rel).is_absolute() or rel.startswith("\\"):
+        raise ValueError(f"path {rel!r} is absolute; paths are relative to the recordings folder")
+    try:
+        audio = (folder / rel).resolve()
+        inside = audio.is_relative_to(folder)
+        if inside and not audio.exists():
+            raise ValueError(f"audio file not found: {rel!r}")
+        if inside and audio.is_dir():
+            raise ValueError(f"path {rel!r} is a directory, not an audio file")
+    except (OSError, RuntimeError) as e:  # name too long, symlink loop, permissions
+        raise ValueError(f"path {rel!r} cannot be resolved: {e}") from None
+    if not inside and Path(os.path.normpath(folder / rel)).is_relative_to(folder):
+        raise ValueError(f"path {rel!r} leads outside the recordings folder through a link")
+    if not inside:
+        raise ValueError(f"path {rel!r} escapes the recordings folder")
+    if audio.suffix.lower() not in AUDIO_SUFFIXES:
+        raise ValueError(f"unsupported audio type {audio.suffix!r} (wav, flac, ogg, mp3)")
+    return audio
+
+
+def _layout(value: str) -> ChannelLayout | None:
+    layout = value.lower() or None
+    if layout is not None and layout not in LAYOUTS:
+        raise ValueError(f"channels must be one of {', '.join(LAYOUTS)}, got {value!r}")
+    return layout  # type: ignore[return-value]
+
+
+def _parse_row(folder: Path, values: dict[str, str]) -> CallInput:
     for column in REQUIRED:
         if not values.get(column):
             raise ValueError(f"empty required field {column!r}")
     rel = values["path"]
-    audio = (folder / rel).resolve()
-    if not audio.is_relative_to(folder):
-        raise ValueError(f"path {rel!r} escapes the recordings folder")
-    if not audio.is_file():
-        raise ValueError(f"audio file not found: {rel!r}")
-    if audio.suffix.lower() not in AUDIO_SUFFIXES:
-        raise ValueError(f"unsupported audio type {audio.suffix!r} (wav, flac, ogg, mp3)")
+    audio = _check_path(folder, rel)
     try:
         recorded_at = parse_datetime(values["recorded_at"])
     except ValueError as e:
@@ -111,9 +156,6 @@ def _parse_row(folder: Path, row: dict[str, str | None]) -> CallInput:
             hired_at = parse_date(values["agent_hired_at"])
         except ValueError as e:
             raise ValueError(f"agent_hired_at: {e}") from None
-    layout = values.get("channels") or None
-    if layout is not None and layout not in LAYOUTS:
-        raise ValueError(f"channels must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     return CallInput(
         call_id=values["call_id"],
         agent_id=values["agent_id"],
@@ -122,7 +164,31 @@ def _parse_row(folder: Path, row: dict[str, str | None]) -> CallInput:
         folder=str(folder),
         recorded_at=recorded_at,
         agent_hired_at=hired_at,
-        channels=layout,  # type: ignore[arg-type]
+        channels=_layout(values.get("channels", "")),
+        topic=values.get("topic") or None,
+        attributes={k: v for k, v in values.items() if k not in KNOWN},
+    )
+
+
+T = TypeVar("T")
+
+
+def _attempt(parse: Callable[[str], T], value: str | None) -> T | None:
+    try:
+        return parse(value) if value else None
+    except ValueError:
+        return None
+
+
+def _known_fields(folder: Path, values: dict[str, str]) -> KnownFields:
+    """Whatever a rejected row's fields still tell, each on its own (a bad date loses only
+    the date), for the call's `calls` row with status 'failed'."""
+    return KnownFields(
+        folder=str(folder),
+        agent_id=values.get("agent_id") or None,
+        recorded_at=_attempt(parse_datetime, values.get("recorded_at")),
+        agent_hired_at=_attempt(parse_date, values.get("agent_hired_at")),
+        channels=_attempt(_layout, values.get("channels")),
         topic=values.get("topic") or None,
         attributes={k: v for k, v in values.items() if k not in KNOWN},
     )

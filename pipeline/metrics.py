@@ -9,17 +9,32 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.clarity import call_clarity, word_count_and_jargon
-from pipeline.config import ClarityOptions, Lexicon, ToneOptions
-from pipeline.records import CallAudio, CallFigures, Utterance, UtteranceFigures
+from pipeline.config import ClarityOptions, Lexicon, ProsodyOptions, ToneOptions
+from pipeline.prosody import FEATURES, Prosody
+from pipeline.records import CallAudio, CallFigures, Transcript, Utterance, UtteranceFigures
 from pipeline.text import n_chars
 from pipeline.tone import (
     Acoustics,
     acoustics,
     hz_to_st,
+    muted_seconds,
     phrase_counts,
     speech_rate_cpm,
     turn_taking,
 )
+
+
+def voice_figures(features: Prosody) -> dict[str, float | None]:
+    """The voice features as UtteranceFigures fields (all but the clip duration)."""
+    return {name: getattr(features, name) for name in FEATURES}
+
+
+def _agent_muted_s(audio: CallAudio, utts: list[Utterance], tone: ToneOptions) -> float:
+    """Muted agent line between the call's first and last speech (none before or after)."""
+    if not utts:
+        return 0.0
+    start, end = min(u.start_s for u in utts), max(u.end_s for u in utts)
+    return round(muted_seconds(audio.samples("agent"), start, end, tone), 3)
 
 
 def _per_min(count: int, seconds: float) -> float | None:
@@ -29,15 +44,17 @@ def _per_min(count: int, seconds: float) -> float | None:
 def measure_call(
     call_id: str,
     audio: CallAudio,
-    utts: list[Utterance],
+    transcript: Transcript,
     tone: ToneOptions,
+    voice_options: ProsodyOptions,
     clarity_options: ClarityOptions,
     lexicon: Lexicon,
 ) -> tuple[list[UtteranceFigures], CallFigures]:
+    utts = transcript.utterances
     two_channels = not audio.is_mono
     turns = turn_taking(utts, tone)
     acs: list[Acoustics] = [
-        acoustics(audio.clip(u.speaker, u.start_s, u.end_s), tone) for u in utts
+        acoustics(audio.clip(u.speaker, u.start_s, u.end_s), tone, voice_options) for u in utts
     ]
 
     figures: list[UtteranceFigures] = []
@@ -54,11 +71,13 @@ def measure_call(
                 pitch_range_st=ac.pitch_range_st,
                 loudness_dbfs=ac.loudness_dbfs,
                 loudness_std_db=ac.loudness_std_db,
+                **voice_figures(ac.voice),
                 politeness_hits=hits.get("politeness", 0),
                 impatience_hits=hits.get("impatience", 0),
                 confirmation_hits=hits.get("confirmation", 0),
                 confusion_hits=hits.get("confusion", 0),
                 structure_hits=hits.get("structure", 0),
+                forbidden_hits=hits.get("forbidden", 0),
                 jargon_hits=jargon,
                 n_words=n_words,
                 overlaps_other_s=round(ov, 3) if two_channels else 0.0,
@@ -109,6 +128,8 @@ def measure_call(
         call_id=call_id,
         agent_speech_s=round(agent_s, 3),
         customer_speech_s=round(customer_s, 3),
+        agent_asr_coverage=transcript.coverage["agent"].share,
+        customer_asr_coverage=transcript.coverage["customer"].share,
         agent_talk_ratio=agent_s / (agent_s + customer_s) if agent_s + customer_s > 0 else None,
         agent_speech_rate_cpm=agent_chars / (agent_s / 60) if agent_s > 0 else None,
         customer_speech_rate_cpm=customer_chars / (customer_s / 60) if customer_s > 0 else None,
@@ -123,6 +144,10 @@ def measure_call(
         customer_loudness_dbfs=pooled_loudness(customer),
         dead_air_count=turns.dead_air_count,
         dead_air_total_s=round(turns.dead_air_total_s, 3),
+        dead_air_max_s=round(turns.dead_air_max_s, 3),
+        hold_count=turns.hold_count,
+        hold_total_s=round(turns.hold_total_s, 3),
+        agent_mute_total_s=_agent_muted_s(audio, utts, tone) if two_channels else None,
         overtalk_count=turns.overtalk_count if two_channels else None,
         overtalk_total_s=round(turns.overtalk_total_s, 3) if two_channels else None,
         agent_interruptions=turns.agent_interruptions if two_channels else None,
@@ -133,6 +158,7 @@ def measure_call(
         agent_politeness_count=politeness,
         agent_politeness_per_min=_per_min(politeness, agent_s),
         agent_impatience_count=impatience,
+        agent_forbidden_count=sum(figures[i].forbidden_hits for i in agent),
         agent_impatience_per_min=_per_min(impatience, agent_s),
         agent_sentence_chars_mean=clarity.sentence_chars_mean,
         agent_long_sentence_share=clarity.long_sentence_share,

@@ -13,6 +13,8 @@ from typing import Literal
 
 import numpy as np
 
+from pipeline.rows import PiiSpan
+
 Speaker = Literal["agent", "customer"]
 ChannelLayout = Literal["agent_left", "agent_right", "mono"]
 Cohort = Literal["early", "current"]
@@ -35,6 +37,20 @@ class CallInput:
 
 
 @dataclass(frozen=True)
+class KnownFields:
+    """What a rejected manifest row still says about its call, each field parsed where it
+    parses: enough for the call's `calls` row with status 'failed'."""
+
+    folder: str  # absolute path of the recordings folder
+    agent_id: str | None
+    recorded_at: datetime | None
+    agent_hired_at: date | None
+    channels: ChannelLayout | None
+    topic: str | None
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Failure:
     """An input that could not be processed, and why. Lands in the `failures` table."""
 
@@ -43,6 +59,9 @@ class Failure:
     call_id: str | None = None
     path: str | None = None
     row: int | None = None  # manifest line number (1 = header)
+    # A rejected manifest row whose call_id is its own (not a duplicate's): the call keeps a
+    # `calls` row with status 'failed' built from these (docs/CONTRACTS.md, "Input").
+    known: KnownFields | None = None
 
 
 @dataclass(frozen=True)
@@ -103,6 +122,28 @@ class Utterance:
 
 
 @dataclass(frozen=True)
+class Coverage:
+    """The transcript completeness audit for one speaker of a call."""
+
+    speech_s: float  # VAD speech of the speaker
+    covered_s: float  # of it, seconds under timestamped text that was kept
+
+    @property
+    def share(self) -> float | None:
+        return self.covered_s / self.speech_s if self.speech_s > 0 else None
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """What transcription gives for one call: utterances, and per speaker how much of the
+    detected speech the text covers."""
+
+    utterances: list[Utterance]
+    coverage: dict[str, Coverage]
+    pii: list[PiiSpan] = field(default_factory=list)  # masked stretches, for muting clips
+
+
+@dataclass(frozen=True)
 class UtteranceFigures:
     """Per-utterance tone and clarity figures (see docs/METRICS.md)."""
 
@@ -114,11 +155,25 @@ class UtteranceFigures:
     pitch_range_st: float | None
     loudness_dbfs: float | None
     loudness_std_db: float | None
+    # gain-free voice features (pipeline/prosody.py), the inputs of agitation
+    f0_median_st: float | None
+    f0_high_st: float | None
+    f0_range_st: float | None
+    f0_velocity_st_s: float | None
+    hnr_db: float | None
+    alpha_ratio_db: float | None
+    hammarberg_db: float | None
+    centroid_hz: float | None
+    slope_db_khz: float | None
+    level_range_db: float | None
+    level_over_floor_db: float | None
+    voiced_share: float | None
     politeness_hits: int
     impatience_hits: int
     confirmation_hits: int
     confusion_hits: int
     structure_hits: int
+    forbidden_hits: int
     jargon_hits: int
     n_words: int
     overlaps_other_s: float  # seconds this utterance overlaps the other speaker's speech
@@ -137,6 +192,8 @@ class CallFigures:
     # tone, audio
     agent_speech_s: float
     customer_speech_s: float
+    agent_asr_coverage: float | None  # completeness audit: share of VAD speech under kept text
+    customer_asr_coverage: float | None
     agent_talk_ratio: float | None
     agent_speech_rate_cpm: float | None
     customer_speech_rate_cpm: float | None
@@ -149,6 +206,10 @@ class CallFigures:
     customer_loudness_dbfs: float | None
     dead_air_count: int
     dead_air_total_s: float
+    dead_air_max_s: float
+    hold_count: int
+    hold_total_s: float
+    agent_mute_total_s: float | None  # stereo only: a mono mix has no agent line to mute
     overtalk_count: int | None
     overtalk_total_s: float | None
     agent_interruptions: int | None
@@ -159,6 +220,7 @@ class CallFigures:
     agent_politeness_per_min: float | None
     agent_impatience_count: int
     agent_impatience_per_min: float | None
+    agent_forbidden_count: int
     # clarity
     agent_sentence_chars_mean: float | None
     agent_long_sentence_share: float | None
@@ -182,149 +244,40 @@ class CallResult:
     utterances: list[Utterance]
     figures: list[UtteranceFigures]
     call_figures: CallFigures
-
-
-# --------------------------------------------------------------------------------------------
-# Rows of the DuckDB tables that are not the records above. pipeline/store/schema.py generates
-# every table from these classes, so a column's name and type are defined exactly once.
-# --------------------------------------------------------------------------------------------
+    pii: list[PiiSpan] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
-class RunRow:
-    """One run of the review flow (`runs`)."""
+class CalibrationScore:
+    """One evaluator's score of one rubric item in a calibration session (`calibration_scores`).
 
-    run_id: str
-    started_at: datetime
-    finished_at: datetime | None
-    folder: str
-    n_inputs: int
-    n_ok: int | None
-    n_failed: int | None
-    n_skipped: int | None
-    asr_model: str
-    device: str
-    versions: str  # JSON: package versions that produced the run
-    status: str  # running | ok | ok_with_failures
+    side is the answer scored: 'early' or 'current' for rubric items, 'pair' for the verdict
+    (item 'drifted', score 1 yes / 0 no) whose row also carries the evaluator's free comment.
+    """
 
-
-@dataclass(frozen=True)
-class FailureRow:
-    """One input that failed, in one run (`failures`)."""
-
-    run_id: str
-    stage: str
-    call_id: str | None
-    path: str | None
-    manifest_line: int | None
-    reason: str
-    failed_at: datetime
-
-
-@dataclass(frozen=True)
-class CallRow:
-    """One call as the manifest and the run saw it (`call_log`, behind the `calls` view)."""
-
-    call_id: str
+    session: str
+    evaluator: str
     agent_id: str
-    recorded_at: datetime
-    agent_hired_at: date | None
-    topic: str | None
-    channels: str | None
-    folder: str
-    path: str
-    audio_sha256: str | None
-    duration_s: float | None
-    status: str  # ok | failed
-    error: str | None
-    run_id: str
-    processed_at: datetime
-    attributes: str  # JSON: the manifest's extra columns
-
-
-@dataclass(frozen=True)
-class CallDerived:
-    """Figures of a call that need the agent's other calls (`call_derived`)."""
-
-    call_id: str
-    tenure_days: int | None
-    cohort: str | None
-    agitation: float | None
-    agitation_high_share: float | None
-    agent_pitch_vs_baseline_st: float | None
-
-
-@dataclass(frozen=True)
-class UtteranceDerived:
-    call_id: str
-    utterance_id: int
-    pitch_vs_baseline_st: float | None
-    agitation: float | None
-
-
-@dataclass(frozen=True)
-class AgentBaseline:
-    """An agent's early-career voice, the reference agitation is measured against."""
-
-    agent_id: str
-    baseline_source: str  # early | all
-    baseline_pitch_hz: float | None
-    pitch_st_mean: float | None
-    pitch_st_std: float | None
-    pitch_range_st_mean: float | None
-    pitch_range_st_std: float | None
-    loudness_dbfs_mean: float | None
-    loudness_dbfs_std: float | None
-    speech_rate_cpm_mean: float | None
-    speech_rate_cpm_std: float | None
-
-
-@dataclass(frozen=True)
-class AgentDrift:
-    """One agent and one call metric, early vs current (`agent_drift`)."""
-
-    agent_id: str
-    metric: str
-    early_mean: float | None
-    current_mean: float | None
-    delta: float | None
-    n_early: int
-    n_current: int
-    effect_size: float | None
-
-
-@dataclass(frozen=True)
-class PairRow:
-    """An early call paired with a current call on the same question (`call_pairs`)."""
-
     pair_id: str
-    agent_id: str
     early_call_id: str
-    current_call_id: str
-    topic: str | None
-    similarity: float
-
-
-@dataclass(frozen=True)
-class AlignedRow:
-    """An early agent turn aligned with the current turn answering the same question."""
-
-    pair_id: str
-    agent_id: str
-    early_call_id: str
-    current_call_id: str
     early_utterance_id: int
+    current_call_id: str
     current_utterance_id: int
-    similarity: float
-    early_customer_text: str
-    early_text: str
-    current_customer_text: str
-    current_text: str
-    early_start_s: float
-    early_end_s: float
-    current_start_s: float
-    current_end_s: float
-    delta_speech_rate_cpm: float | None
-    delta_pitch_vs_baseline_st: float | None
-    delta_loudness_db: float | None
-    delta_agitation: float | None
+    side: Literal["early", "current", "pair"]
+    item: str
+    score: int | None
+    comment: str | None
+    scored_at: datetime
+    source_sha256: str  # the imported file's content hash (calibration_imports)
+
+
+@dataclass(frozen=True)
+class CalibrationImport:
+    """One evaluator's exported file, imported once (`calibration_imports`)."""
+
+    source_sha256: str
+    file_name: str
+    session: str
+    evaluator: str
+    n_scores: int
+    imported_at: datetime

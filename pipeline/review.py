@@ -16,11 +16,12 @@ import pandas as pd
 import torch
 import whisper
 
-from pipeline import align, derive
+from pipeline import align, derive, rules
 from pipeline.audio import load_call
 from pipeline.config import Config
 from pipeline.metrics import measure_call
-from pipeline.records import AlignedRow, CallFigures, CallInput, CallResult, PairRow
+from pipeline.records import CallFigures, CallInput, CallResult
+from pipeline.rows import AlignedRow, PairRow
 from pipeline.store.history import History
 from pipeline.transcribe import transcribe_calls
 from pipeline.vad import find_segments
@@ -30,21 +31,43 @@ DRIFT_METRICS = [f.name for f in fields(CallFigures) if f.name != "call_id"] + [
     "agitation",
     "agitation_high_share",
     "agent_pitch_vs_baseline_st",
+    "customer_agitation",
 ]
+
+
+def check_settings(config: Config) -> None:
+    """Settings problems the first call would hit, found before any call is processed."""
+    rules.check_rules(config.lexicon.rules, set(DRIFT_METRICS))
 
 
 def process_call(
     call: CallInput, asr_model: whisper.Whisper, vad_model: torch.nn.Module, config: Config
 ) -> CallResult:
     """All per-call stages. Raises AudioError (or another exception) for a bad recording."""
-    audio = load_call(call.path, call.channels)
+    audio = load_call(call.path, call.channels, config.audio)
     segments = find_segments(audio, config.vad, vad_model, config.diarize)
-    utts = transcribe_calls(asr_model, [(call.call_id, audio, segments)], config.asr)[call.call_id]
+    transcript = transcribe_calls(asr_model, [(call.call_id, audio, segments)], config.asr)[
+        call.call_id
+    ]
+    utts = transcript.utterances
     figures, call_figures = measure_call(
-        call.call_id, audio, utts, config.tone, config.clarity, config.lexicon
+        call.call_id,
+        audio,
+        transcript,
+        config.tone,
+        config.prosody,
+        config.clarity,
+        config.lexicon,
     )
     return CallResult(
-        call, audio.duration_s, audio.sha256, audio.layout, utts, figures, call_figures
+        call,
+        audio.duration_s,
+        audio.sha256,
+        audio.layout,
+        utts,
+        figures,
+        call_figures,
+        transcript.pii,
     )
 
 
@@ -65,15 +88,18 @@ def derive_tables(history: History, config: Config) -> dict[str, pd.DataFrame]:
     utts = utts.merge(cohorts[["call_id", "cohort"]], on="call_id", how="left")
     agent_utts = utts[utts["speaker"] == "agent"]
     baselines = derive.agent_baselines(agent_utts, config.baseline)
+    agitation_base = derive.agitation_baselines(agent_utts, config.agitation)
     utt_derived = (
-        derive.utterance_agitation(agent_utts, baselines, config.agitation)
+        derive.utterance_agitation(agent_utts, baselines, agitation_base)
         if len(agent_utts)
         else pd.DataFrame(columns=["call_id", "utterance_id", "pitch_vs_baseline_st", "agitation"])
     )
     call_ag = derive.call_agitation(
         agent_utts.merge(utt_derived, on=["call_id", "utterance_id"]), config.agitation
     )
-    call_derived = cohorts.merge(call_ag, on="call_id", how="left")
+    call_derived = cohorts.merge(call_ag, on="call_id", how="left").merge(
+        derive.customer_agitation(utts, config.agitation), on="call_id", how="left"
+    )
 
     utts = utts.merge(utt_derived, on=["call_id", "utterance_id"], how="left")
     docs = _call_docs(utts, calls)
@@ -100,7 +126,11 @@ def derive_tables(history: History, config: Config) -> dict[str, pd.DataFrame]:
         "call_derived": call_derived,
         "utterance_derived": utt_derived,
         "agent_baselines": baselines,
+        "agitation_baselines": agitation_base,
         "agent_drift": derive.agent_drift(metrics, DRIFT_METRICS),
+        "call_flags": pd.DataFrame(
+            [asdict(f) for f in rules.flag_calls(metrics, config.lexicon.rules)]
+        ),
         "call_pairs": pd.DataFrame([asdict(p) for p in pair_rows]),
         "aligned_utterances": pd.DataFrame([asdict(a) for a in aligned_rows]),
     }
@@ -112,8 +142,11 @@ def _aligned_rows(pair: PairRow, utts: pd.DataFrame, config: Config) -> list[Ali
         return rows.sort_values("utterance_id").set_index("utterance_id")
 
     early, current = call_utts(pair.early_call_id), call_utts(pair.current_call_id)
-    e_turns = align.agent_turns([(i, r.speaker, r.text) for i, r in early.iterrows()])
-    c_turns = align.agent_turns([(i, r.speaker, r.text) for i, r in current.iterrows()])
+    backchannel = config.alignment.backchannel_max_chars
+    e_turns = align.agent_turns([(i, r.speaker, r.text) for i, r in early.iterrows()], backchannel)
+    c_turns = align.agent_turns(
+        [(i, r.speaker, r.text) for i, r in current.iterrows()], backchannel
+    )
     context = {("e", t.utterance_id): t.context for t in e_turns} | {
         ("c", t.utterance_id): t.context for t in c_turns
     }
@@ -151,8 +184,16 @@ def _aligned_rows(pair: PairRow, utts: pd.DataFrame, config: Config) -> list[Ali
     return rows
 
 
-RUN_PACKAGES = ("callreview", "openai-whisper", "torch", "duckdb", "prefect", "librosa", "jieba",
-                "silero-vad")
+RUN_PACKAGES = (
+    "callreview",
+    "openai-whisper",
+    "torch",
+    "duckdb",
+    "prefect",
+    "librosa",
+    "jieba",
+    "silero-vad",
+)
 
 
 def versions(packages: tuple[str, ...] = RUN_PACKAGES) -> dict[str, str]:

@@ -13,37 +13,36 @@ from functools import lru_cache
 import jieba
 import opencc
 
+from pipeline.redact import redact
+
 jieba.setLogLevel(logging.WARNING)
 
 # Whisper often answers in traditional characters; OpenCC t2s beat a "simplified" prompt on CER
 # here and cannot leak into silences the way a prompt can.
 _T2S = opencc.OpenCC("t2s")
 
-# PII: long digit runs (phones, ID cards, bank cards, order numbers) in Arabic digits or spoken
-# Chinese numerals. Seven or more digits never carry QA meaning, and masking them keeps the
-# database shareable with analysts.
-_DIGITS = "0-9０-９零〇一二三四五六七八九幺两"
-_PII_PATTERNS = [
-    (re.compile(r"\d{17}[\dXx]"), "<ID>"),
-    (re.compile(rf"(?:[{_DIGITS}][\s-]?){{7,}}"), "<NUM>"),
-    (re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+"), "<EMAIL>"),
-]
 _PUNCT = re.compile(r"[\s，。？！、；：,.?!;:\"'“”‘’()（）《》【】…—\-]+")
 
 
 def to_simplified(text: str) -> str:
-    return _T2S.convert(text)
+    # OpenCC takes UTF-8: a lone surrogate (never real text) would make it raise.
+    return _T2S.convert(text.encode("utf-8", "replace").decode("utf-8"))
 
 
 def mask_pii(text: str) -> str:
-    for pattern, token in _PII_PATTERNS:
-        text = pattern.sub(token, text)
-    return text
+    """Phone, ID and card numbers and e-mail addresses masked (pipeline/redact.py)."""
+    return redact(text)[0]
+
+
+def simplify(text: str) -> str:
+    """Whisper output -> simplified, trimmed text (before redaction, which needs a call's
+    utterances together: a number can be read across two of them)."""
+    return to_simplified(text).strip()
 
 
 def normalise(text: str) -> str:
-    """Whisper output -> stored text: simplified, trimmed, PII-masked."""
-    return mask_pii(to_simplified(text).strip())
+    """Whisper output -> stored text for one text alone: simplified, trimmed, PII-masked."""
+    return mask_pii(simplify(text))
 
 
 def strip_punct(text: str) -> str:
@@ -60,7 +59,7 @@ def count_phrases(text: str, phrases: tuple[str, ...]) -> int:
     count = 0
     remaining = text
     for phrase in sorted(phrases, key=len, reverse=True):
-        if phrase and phrase in remaining:
+        if phrase and "\0" not in phrase and phrase in remaining:  # \0 marks counted hits
             count += remaining.count(phrase)
             remaining = remaining.replace(phrase, "\0")
     return count

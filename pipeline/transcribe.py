@@ -19,8 +19,10 @@ from whisper.tokenizer import Tokenizer, get_tokenizer
 
 from pipeline.audio import SAMPLE_RATE
 from pipeline.config import AsrOptions
-from pipeline.records import CallAudio, Segment, Utterance
-from pipeline.text import is_hallucination, normalise
+from pipeline.records import CallAudio, Coverage, Segment, Transcript, Utterance
+from pipeline.redact import RedactOptions, redact_utterances
+from pipeline.rows import PiiSpan
+from pipeline.text import is_hallucination, simplify
 
 TimedText = tuple[float, float, str]  # (start_s, end_s) within a window, and the text
 
@@ -227,30 +229,48 @@ def decode_windows(
         clip = w.audio[start : start + int(p.duration_s * SAMPLE_RATE)]
         singles.append(Window(w.call_id, clip, (Piece(p.segment, 0.0),)))
     texts = [list(res.texts) for res in first]
+    covered = [list(res.covered_s) for res in first]
     for (_, k, j), single in zip(retry, decode_pass(model, singles, options), strict=True):
         if single.texts[0]:
             texts[k][j] = single.texts[0]
+            covered[k][j] = single.covered_s[0]
     return [
-        WindowText(
-            tuple(t), res.covered_s, res.avg_logprob, res.no_speech_prob, res.compression_ratio
-        )
-        for t, res in zip(texts, first, strict=True)
+        WindowText(tuple(t), tuple(c), res.avg_logprob, res.no_speech_prob, res.compression_ratio)
+        for t, c, res in zip(texts, covered, first, strict=True)
     ]
 
 
 def utterances_from_windows(
-    call_id: str, windows: list[Window], decoded: list[WindowText]
-) -> list[Utterance]:
-    """One utterance per VAD segment that got text, ordered by start time."""
+    call_id: str, windows: list[Window], decoded: list[WindowText], redaction: RedactOptions
+) -> tuple[list[Utterance], list[PiiSpan]]:
+    """One utterance per VAD segment that got text, ordered by start time, PII-masked; and the
+    masked spans with their times, so the report can mute them in the audio."""
     rows: list[tuple[Segment, str, WindowText]] = []
     for window, result in zip(windows, decoded, strict=True):
         if window.call_id != call_id:
             continue
         for piece, parts in zip(window.pieces, result.texts, strict=True):
-            text = normalise("".join(parts))
+            text = simplify("".join(parts))
             if text:  # VAD fired but Whisper heard no words: no utterance is invented
                 rows.append((piece.segment, text, result))
     rows.sort(key=lambda r: (round(r[0].start_s, 3), r[0].speaker))
+    timed = [
+        (seg.speaker, round(seg.start_s, 3), round(seg.end_s, 3), text) for seg, text, _ in rows
+    ]
+    redacted = redact_utterances(timed, redaction)  # a number read over a pause is seen whole
+    spans = [
+        PiiSpan(
+            call_id,
+            s.utterance_index,
+            s.kind,
+            s.start_char,
+            s.end_char,
+            round(s.start_s, 3),
+            round(s.end_s, 3),
+        )
+        for r in redacted
+        for s in r.spans
+    ]
     return [
         Utterance(
             call_id,
@@ -258,23 +278,48 @@ def utterances_from_windows(
             seg.speaker,
             round(seg.start_s, 3),
             round(seg.end_s, 3),
-            text,
+            red.text,
             res.avg_logprob,
             res.no_speech_prob,
             res.compression_ratio,
         )
-        for i, (seg, text, res) in enumerate(rows)
-    ]
+        for i, ((seg, _, res), red) in enumerate(zip(rows, redacted, strict=True))
+    ], spans
+
+
+def speech_coverage(
+    call_id: str, windows: list[Window], decoded: list[WindowText]
+) -> dict[str, Coverage]:
+    """Per speaker: VAD speech time, and how much of it lies under timestamped text we kept.
+
+    The completeness audit: a transcript that covers little of the speech lost words (an early
+    end-of-text, a dropped window); downstream figures on it would silently be wrong.
+    """
+    speech = {"agent": 0.0, "customer": 0.0}
+    covered = {"agent": 0.0, "customer": 0.0}
+    for window, result in zip(windows, decoded, strict=True):
+        if window.call_id != call_id:
+            continue
+        for piece, parts, cov in zip(window.pieces, result.texts, result.covered_s, strict=True):
+            speaker = piece.segment.speaker
+            speech[speaker] += piece.duration_s
+            if simplify("".join(parts)):  # text that survived is what the figures are built on
+                covered[speaker] += min(cov, piece.duration_s)
+    return {s: Coverage(round(speech[s], 3), round(covered[s], 3)) for s in speech}
 
 
 def transcribe_calls(
     model: whisper.Whisper,
     calls: list[tuple[str, CallAudio, list[Segment]]],
     options: AsrOptions,
-) -> dict[str, list[Utterance]]:
+) -> dict[str, Transcript]:
     """Transcribe several calls' segments together, batching windows across calls."""
     windows = [
         w for call_id, audio, segs in calls for w in pack_windows(call_id, audio, segs, options)
     ]
     decoded = decode_windows(model, windows, options)
-    return {call_id: utterances_from_windows(call_id, windows, decoded) for call_id, _, _ in calls}
+    out = {}
+    for call_id, _, _ in calls:
+        utterances, pii = utterances_from_windows(call_id, windows, decoded, options.redaction)
+        out[call_id] = Transcript(utterances, speech_coverage(call_id, windows, decoded), pii)
+    return out

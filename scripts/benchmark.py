@@ -580,8 +580,17 @@ def load_average() -> float:
 def versions() -> dict[str, str]:
     from pipeline.review import versions as package_versions
 
-    return package_versions(("openai-whisper", "faster-whisper", "ctranslate2", "torch",
-                             "onnxruntime", "silero-vad", "opencc"))
+    return package_versions(
+        (
+            "openai-whisper",
+            "faster-whisper",
+            "ctranslate2",
+            "torch",
+            "onnxruntime",
+            "silero-vad",
+            "opencc",
+        )
+    )
 
 
 def data_summary(calls: list[CallPlan]) -> dict[str, dict[str, int]]:

@@ -26,7 +26,29 @@ if [ "$(cat "$VENV/.setup-stamp" 2>/dev/null)" != "$stamp" ]; then
   $PIP install -c constraints.txt "torch==2.13.0"
   $PIP install -c constraints.txt --no-warn-conflicts -e ".[dev,bench]"
   $PIP install -c constraints.txt --no-deps "openai-whisper==20250625"
+  # the GE2E speaker encoder's weights ship inside this wheel (mono calls); its other
+  # dependencies (webrtcvad, a typing backport) are not used, so --no-deps as well
+  $PIP install -c constraints.txt --no-deps "resemblyzer==0.1.4"
   echo "$stamp" > "$VENV/.setup-stamp"
+fi
+
+# 5. A headless browser for tests/test_browser.py: Debian's chromium (driven by the playwright
+#    package from .[dev]; `playwright install` cannot download its own builds here) and CJK
+#    fonts for the screenshots. Optional: without it that one test skips and says why, so a
+#    failed install only warns. Needs root and apt-get; skipped once both are present.
+if ! command -v chromium >/dev/null 2>&1 || [ -z "$(fc-list :lang=zh 2>/dev/null || true)" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing chromium and fonts-noto-cjk for the browser test (about a minute)"
+    if ! (export DEBIAN_FRONTEND=noninteractive
+          apt-get update -qq && apt-get install -y -qq --no-install-recommends \
+            chromium fonts-noto-cjk) > "$VENV/browser-install.log" 2>&1; then
+      echo "setup: warning: chromium not installed (see $VENV/browser-install.log);" \
+           "tests/test_browser.py will be skipped"
+    fi
+  else
+    echo "setup: no chromium (as root: apt-get install chromium fonts-noto-cjk);" \
+         "tests/test_browser.py will be skipped"
+  fi
 fi
 
 echo "setup: preparing Whisper weights in models/"

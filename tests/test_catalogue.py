@@ -16,7 +16,12 @@ from pipeline.records import CallFigures
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "METRICS.md"
 # Call metrics computed in pipeline/derive.py from the agent's baseline, not in CallFigures.
-DERIVED_CALL_METRICS = {"agitation", "agitation_high_share", "agent_pitch_vs_baseline_st"}
+DERIVED_CALL_METRICS = {
+    "agitation",
+    "agitation_high_share",
+    "agent_pitch_vs_baseline_st",
+    "customer_agitation",
+}
 
 
 @pytest.fixture(scope="module")

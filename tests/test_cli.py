@@ -9,7 +9,18 @@ CLI = [sys.executable, "-m", "callreview.cli"]
 
 
 @pytest.mark.parametrize(
-    "sub", [[], ["run"], ["report"], ["query"], ["serve"], ["models", "prepare"], ["config"]]
+    "sub",
+    [
+        [],
+        ["run"],
+        ["report"],
+        ["query"],
+        ["serve"],
+        ["models", "prepare"],
+        ["config"],
+        ["calibrate", "import"],
+        ["calibrate", "summary"],
+    ],
 )
 def test_help(sub):
     out = subprocess.run([*CLI, *sub, "--help"], capture_output=True, text=True, timeout=120)
@@ -45,4 +56,35 @@ def test_run_on_a_folder_without_manifest_fails_clearly(tmp_path):
         text=True,
         timeout=300,
     )
-    assert out.returncode == 1 and "no manifest.csv" in out.stderr
+    assert out.returncode == 2 and "no manifest.csv" in out.stderr
+    assert "Traceback" not in out.stderr + out.stdout
+
+
+@pytest.mark.parametrize(
+    ("manifest", "settings", "message"),
+    [
+        (
+            "path,call_id,agent_id,recorded_at\na.wav,客服,A1,2024-02-01\n".encode("gbk"),
+            None,
+            "not UTF-8 (line 2",
+        ),
+        (b"path,call_id\na.wav,c1\n", None, "missing required column(s): agent_id, recorded_at"),
+        (
+            b"path,call_id,agent_id,recorded_at\n",
+            "[audio]\nmax_minutes = 3\n",
+            "unknown key 'max_minutes' in [audio]",
+        ),
+    ],
+)
+def test_run_refuses_a_whole_run_problem_in_one_line_with_exit_2(
+    tmp_path, manifest, settings, message
+):
+    (tmp_path / "manifest.csv").write_bytes(manifest)
+    args = [*CLI, "run", str(tmp_path), "--db", str(tmp_path / "x.duckdb")]
+    if settings:
+        (tmp_path / "s.toml").write_text(settings, encoding="utf-8")
+        args += ["--config", str(tmp_path / "s.toml")]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert out.returncode == 2 and message in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr + out.stdout
+    assert len(out.stderr.strip().splitlines()) == 1

@@ -45,43 +45,76 @@ def test_cohorts_without_hire_date_take_earliest_and_latest_k():
     assert pd.isna(out["b4"])
 
 
-def _utts(agent, cohort, pitch, loud, rate, call="x", n=4):
+def _utts(agent, cohort, pitch, high, rate, call="x", n=4, speaker="agent"):
+    """Utterances whose voice sits at `pitch` Hz (median) and `high` st (90th percentile)."""
     return [
         {
             "agent_id": agent,
             "cohort": cohort,
-            "call_id": f"{call}",
+            "call_id": call,
             "utterance_id": i,
+            "speaker": speaker,
             "start_s": i * 2.0,
             "end_s": i * 2.0 + 1.5,
             "pitch_median_hz": pitch * (1 + 0.01 * i),
             "pitch_range_st": 4.0,
-            "loudness_dbfs": loud,
+            "loudness_dbfs": -20.0,
             "speech_rate_cpm": rate,
+            "f0_median_st": 12 * np.log2(pitch / 100) + 0.1 * i,
+            "f0_high_st": high + 0.1 * i,
         }
         for i in range(n)
     ]
 
 
-def test_agitation_is_relative_to_the_agents_own_early_baseline():
-    # Agent L speaks low and quiet, agent H high and loud; each one's current calls are
-    # 3 semitones higher, 6 dB louder and 30% faster than their own early calls.
-    rows = (
-        _utts("L", "early", 110, -30, 200, "l1")
-        + _utts("L", "current", 110 * 2**0.25, -24, 260, "l2")
-        + _utts("H", "early", 240, -20, 200, "h1")
-        + _utts("H", "current", 240 * 2**0.25, -14, 260, "h2")
-    )
+def _agitation(rows):
     utts = pd.DataFrame(rows)
     base = derive.agent_baselines(utts, CONFIG.baseline)
-    ua = utts.merge(
-        derive.utterance_agitation(utts, base, CONFIG.agitation), on=["call_id", "utterance_id"]
+    agit = derive.agitation_baselines(utts, CONFIG.agitation)
+    ua = utts.merge(derive.utterance_agitation(utts, base, agit), on=["call_id", "utterance_id"])
+    return ua, derive.call_agitation(ua, CONFIG.agitation).set_index("call_id")["agitation"]
+
+
+def test_agitation_is_relative_to_the_agents_own_early_baseline():
+    # Agent L speaks low, agent H high; each one's current calls are 3 semitones higher than
+    # their own early calls, so each drifted by the same amount.
+    rows = (
+        _utts("L", "early", 110, 5.0, 200, "l1")
+        + _utts("L", "current", 110 * 2**0.25, 8.0, 260, "l2")
+        + _utts("H", "early", 240, 18.0, 200, "h1")
+        + _utts("H", "current", 240 * 2**0.25, 21.0, 260, "h2")
     )
-    calls = derive.call_agitation(ua, CONFIG.agitation).set_index("call_id")["agitation"]
+    ua, calls = _agitation(rows)
     assert calls["l1"] == pytest.approx(0.0, abs=0.3) and calls["h1"] == pytest.approx(0.0, abs=0.3)
     assert calls["l2"] > 1.5 and calls["h2"] > 1.5
     assert calls["l2"] == pytest.approx(calls["h2"], abs=0.2)  # same drift, same score
     assert ua.loc[ua.call_id == "l2", "pitch_vs_baseline_st"].mean() == pytest.approx(3.0, abs=0.2)
+
+
+def test_agitation_ignores_loudness_and_recording_gain():
+    """A current call recorded 10 dB louder, same voice: loudness is not in the model, and the
+    voice features are gain-free by construction (tests/test_prosody.py checks them on audio)."""
+    early = _utts("A", "early", 150, 12.0, 220, "e")
+    same = [
+        {**r, "loudness_dbfs": r["loudness_dbfs"] + 10}
+        for r in _utts("A", "current", 150, 12.0, 220, "c")
+    ]
+    _, calls = _agitation(early + same)
+    assert abs(calls["c"] - calls["e"]) <= 0.3
+
+
+def test_customer_agitation_is_the_rise_over_their_own_opening_turns():
+    calm = _utts("A", "early", 200, 15.0, 220, "calm", n=6, speaker="customer")
+    for i, r in enumerate(calm):  # a steady voice: small ups and downs, no trend
+        r["f0_median_st"] = 12.0 + 0.1 * (i % 2)
+        r["f0_high_st"] = 15.0 + 0.1 * (i % 2)
+    rising = _utts("A", "early", 200, 15.0, 220, "rise", n=6, speaker="customer")
+    for r in rising[3:]:
+        r["f0_median_st"] += 3.0
+        r["f0_high_st"] += 4.0
+    out = derive.customer_agitation(pd.DataFrame(calm + rising), CONFIG.agitation)
+    score = out.set_index("call_id")["customer_agitation"]
+    assert score["rise"] > 2.0 and abs(score["calm"]) < 1.0
 
 
 def test_drift_means_deltas_and_effect_size():

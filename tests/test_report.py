@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import io
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ import soundfile as sf
 
 from pipeline import store
 from pipeline.catalogue import DEFAULT_PATH, load_catalogue
-from pipeline.config import Config, default_config, load_config
+from pipeline.config import Config, default_config
 from pipeline.report import build_report, write_report
 from pipeline.report.clips import CLIP_PAD_S, encode_clip
 from pipeline.report.views import drift_summary
@@ -320,7 +321,9 @@ def test_transcript_and_ids_are_escaped(db: Path) -> None:
     assert XSS not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "<i>billing</i>" not in html and "&lt;i&gt;billing&lt;/i&gt;" in html
-    assert "<script" not in html.lower()  # the page needs no script at all
+    # only the page's own two: the scoring data (JSON) and the scoring script
+    assert html.lower().count("<script") == 2
+    assert '<script type="application/json" id="cr-data">' in html
 
 
 def test_page_works_offline(db: Path) -> None:
@@ -364,7 +367,7 @@ def test_overview_lists_flagged_current_utterances(db: Path) -> None:
 
 
 def test_overview_threshold_comes_from_config(db: Path) -> None:
-    config = load_config(env={}, overrides={"agitation": {"high": 2.0}})
+    config = replace(CONFIG, agitation=replace(CONFIG.agitation, high=2.0))
     html = render(db, config)
     overview = html.split('id="flagged"', 1)[1].split('id="pairs"', 1)[0]
     assert "agitation &gt; 2.0" in overview

@@ -80,3 +80,79 @@ def test_reader_in_another_process_gives_a_clear_lock_error(tmp_path):
 def test_read_only_connection_needs_an_existing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="callreview run"):
         store.connect(tmp_path / "none.duckdb", read_only=True)
+
+
+# --- failures and failed calls (issue 7) -------------------------------------------------------
+
+
+def _known(**kw):
+    from datetime import datetime
+
+    from pipeline.records import KnownFields
+
+    fields = {"folder": "/rec", "agent_id": "A1", "recorded_at": datetime(2024, 2, 1)}
+    fields |= {"agent_hired_at": None, "channels": None, "topic": None}
+    return KnownFields(**(fields | kw))
+
+
+def test_a_failure_met_again_updates_its_row_instead_of_adding_one(tmp_path):
+    from pipeline.records import Failure
+
+    con = store.connect(tmp_path / "x.duckdb")
+    failures = [
+        Failure("manifest", "audio file not found: 'm.wav'", "c1", "m.wav", 3, _known()),
+        Failure("manifest", "empty required field 'call_id'", None, "a.wav", 4),
+        Failure("process", "AudioError: empty file (0 bytes)", "c2", "e.wav"),
+    ]
+    store.write_failures(con, "run-1", failures)
+    store.write_failures(con, "run-2", failures + failures[:1])  # met again, and twice
+    rows = con.execute("SELECT run_id, call_id FROM failures ORDER BY call_id").fetchall()
+    assert rows == [("run-2", "c1"), ("run-2", "c2"), ("run-2", None)]
+    store.write_failures(con, "run-3", [Failure("process", "another reason", "c2", "e.wav")])
+    assert con.execute("SELECT count(*) FROM failures").fetchone()[0] == 4  # a new failure
+
+
+def test_a_rejected_manifest_row_keeps_a_failed_call_row_but_never_replaces_an_ok_call(tmp_path):
+    from pipeline.records import Failure
+
+    con = store.connect(tmp_path / "x.duckdb")
+    ok = pd.DataFrame(
+        [{"call_id": "good", "agent_id": "A1", "status": "ok", "run_id": "r0", "path": "g.wav"}]
+    )
+    store.write_frame(con, "call_log", ok, replace_key="call_id")
+    store.write_failures(
+        con,
+        "r1",
+        [
+            Failure("manifest", "recorded_at: bad", "bad", "b.wav", 2, _known(recorded_at=None)),
+            Failure("manifest", "audio file not found: 'g.wav'", "good", "g.wav", 3, _known()),
+            Failure("manifest", "duplicate call_id 'x'", "x", "x.wav", 4),  # no `known`
+        ],
+    )
+    rows = con.execute(
+        "SELECT call_id, status, error, agent_id, recorded_at, folder FROM calls ORDER BY 1"
+    ).fetchall()
+    assert rows == [
+        ("bad", "failed", "recorded_at: bad", "A1", None, "/rec"),
+        ("good", "ok", None, "A1", None, None),
+    ]
+
+
+def test_hostile_ids_are_stored_verbatim(tmp_path):
+    from pipeline.records import Failure
+    from tests.hostile import HTML_ID, SQL_ID
+
+    con = store.connect(tmp_path / "x.duckdb")
+    store.write_failures(
+        con,
+        "r1",
+        [
+            Failure("manifest", "x", i, f"{i}.wav", n, _known())
+            for n, i in ((2, SQL_ID), (3, HTML_ID))
+        ],
+    )
+    assert {r[0] for r in con.execute("SELECT call_id FROM calls").fetchall()} == {SQL_ID, HTML_ID}
+    assert {r[0] for r in con.execute("SELECT call_id FROM failures").fetchall()} == {
+        SQL_ID,
+        HTML_ID,
+    }

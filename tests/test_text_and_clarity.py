@@ -12,9 +12,9 @@ LEX = CONFIG.lexicon
 
 def test_normalise_simplifies_and_masks_pii():
     assert normalise(" 請問您的訂單號碼 ") == "请问您的订单号码"
-    assert mask_pii("我的手机是13812345678") == "我的手机是<NUM>"
+    assert mask_pii("我的手机是13812345678") == "我的手机是<PHONE>"
     assert mask_pii("身份证11010519491231002X") == "身份证<ID>"
-    assert mask_pii("卡号六二二八四八零三二一") == "卡号<NUM>"
+    assert mask_pii("卡号六二二八四八零三二一") == "卡号<NUM>"  # 10 digits: no card shape
     assert mask_pii("三天后到账") == "三天后到账"  # short numbers stay
 
 
@@ -33,6 +33,7 @@ def test_phrase_lists_from_the_data_file():
     assert phrase_counts("您看这样清楚吗？还有什么问题吗？", LEX)["confirmation"] == 2
     assert phrase_counts("什么意思？我没听懂，您再说一遍", LEX)["confusion"] == 3
     assert phrase_counts("首先，然后，最后", LEX)["structure"] == 3
+    assert phrase_counts("这不归我们管，爱投诉就去投诉", LEX)["forbidden"] == 2
 
 
 def test_jargon_uses_the_domain_dictionary_as_whole_words():

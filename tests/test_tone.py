@@ -6,9 +6,10 @@ import pytest
 from pipeline.audio import SAMPLE_RATE
 from pipeline.config import default_config
 from pipeline.records import Utterance
-from pipeline.tone import acoustics, speech_rate_cpm, turn_taking
+from pipeline.tone import acoustics, muted_seconds, speech_rate_cpm, turn_taking
 
-TONE = default_config().tone
+CONFIG = default_config()
+TONE, VOICE = CONFIG.tone, CONFIG.prosody
 
 
 def _harmonic(f0: float, seconds: float, amp: float = 0.3) -> np.ndarray:
@@ -18,22 +19,26 @@ def _harmonic(f0: float, seconds: float, amp: float = 0.3) -> np.ndarray:
 
 
 def test_pitch_and_loudness_of_a_voice_like_tone():
-    ac = acoustics(_harmonic(200.0, 1.5), TONE)
+    ac = acoustics(_harmonic(200.0, 1.5), TONE, VOICE)
     assert ac.pitch_median_hz == pytest.approx(200.0, rel=0.02)
     assert ac.pitch_range_st < 0.5
-    quiet = acoustics(_harmonic(200.0, 1.5, amp=0.03), TONE)
+    quiet = acoustics(_harmonic(200.0, 1.5, amp=0.03), TONE, VOICE)
     assert ac.loudness_dbfs - quiet.loudness_dbfs == pytest.approx(20.0, abs=0.5)
 
 
 def test_gliding_pitch_has_a_wide_range():
     t = np.arange(int(2 * SAMPLE_RATE)) / SAMPLE_RATE
     f = 150 * 2 ** (t / 2)  # one octave over 2 s
-    x = 0.3 * np.sin(2 * np.pi * np.cumsum(f) / SAMPLE_RATE).astype(np.float32)
-    assert acoustics(x, TONE).pitch_range_st == pytest.approx(0.8 * 12, abs=1.5)
+    phase = 2 * np.pi * np.cumsum(f) / SAMPLE_RATE
+    # a voice has harmonics: pitch is read in the telephone band (300-3400 Hz), where a pure
+    # sine below 300 Hz would not be heard at all
+    x = sum(np.sin(k * phase) / k for k in range(1, 8))
+    x = (0.3 * x / np.abs(x).max()).astype(np.float32)
+    assert acoustics(x, TONE, VOICE).pitch_range_st == pytest.approx(0.8 * 12, abs=1.5)
 
 
 def test_silence_has_no_pitch_or_loudness():
-    ac = acoustics(np.zeros(SAMPLE_RATE, dtype=np.float32), TONE)
+    ac = acoustics(np.zeros(SAMPLE_RATE, dtype=np.float32), TONE, VOICE)
     assert ac.pitch_median_hz is None and ac.loudness_dbfs is None
 
 
@@ -56,3 +61,24 @@ def test_overtalk_interruption_dead_air_and_latency():
     assert (tt.overtalk_count, tt.agent_interruptions, tt.customer_interruptions) == (1, 1, 0)
     assert tt.dead_air_count == 1 and tt.dead_air_total_s == pytest.approx(4.0)
     assert tt.latencies_s == pytest.approx([0.0, 0.8])  # the interruption answers at once
+
+
+def test_longest_silence_and_holds():
+    u = [
+        Utterance("c", 0, "agent", 0.0, 2.0, "您好"),
+        Utterance("c", 1, "customer", 14.0, 16.0, "喂"),  # 12 s of nothing: a hold
+        Utterance("c", 2, "agent", 19.0, 20.0, "您好"),  # 3 s: dead air, not a hold
+    ]
+    tt = turn_taking(u, TONE)
+    assert tt.dead_air_max_s == pytest.approx(12.0)
+    assert (tt.hold_count, tt.hold_total_s) == (1, pytest.approx(12.0))
+    assert tt.dead_air_count == 2  # a hold is also dead air
+
+
+def test_muted_line_is_digital_silence_not_line_noise():
+    rng = np.random.default_rng(0)
+    line = rng.normal(0, 3e-3, 10 * SAMPLE_RATE).astype(np.float32)  # about -50 dBFS hiss
+    line[3 * SAMPLE_RATE : 6 * SAMPLE_RATE] = 0.0  # 3 s muted
+    line[7 * SAMPLE_RATE : int(7.5 * SAMPLE_RATE)] = 0.0  # 0.5 s: a pause, not muting
+    assert muted_seconds(line, 0.0, 10.0, TONE) == pytest.approx(3.0, abs=0.1)
+    assert muted_seconds(line, 6.5, 10.0, TONE) == 0.0

@@ -13,8 +13,11 @@ from pipeline.evaluation import cer
 from pipeline.records import CallAudio, Segment
 from pipeline.transcribe import (
     Piece,
+    Window,
+    WindowText,
     assign_texts,
     pack_windows,
+    speech_coverage,
     timed_segments,
     transcribe_calls,
 )
@@ -83,7 +86,8 @@ def test_real_speech_becomes_one_agent_utterance_with_its_text(asr_model, tmp_pa
     path, start, end = _call_with_clip(tmp_path)
     audio = load_call(path)
     segs = _segments(audio)
-    utts = transcribe_calls(asr_model, [("c", audio, segs)], ASR)["c"]
+    transcript = transcribe_calls(asr_model, [("c", audio, segs)], ASR)["c"]
+    utts = transcript.utterances
     assert [u.speaker for u in utts] == ["agent"]
     assert utts[0].start_s == pytest.approx(start, abs=0.3) and utts[0].end_s == pytest.approx(
         end, abs=0.3
@@ -102,4 +106,24 @@ def test_line_noise_and_silence_give_no_utterances(asr_model):
     segs = _segments(audio)
     # even if VAD fired, Whisper must not invent text; force a decode of the whole noise too
     forced = segs or [Segment(0.0, 20.0, "agent")]
-    assert transcribe_calls(asr_model, [("c", audio, forced)], ASR)["c"] == []
+    assert transcribe_calls(asr_model, [("c", audio, forced)], ASR)["c"].utterances == []
+
+
+def test_coverage_counts_speech_under_kept_text_per_speaker():
+    pieces_a = (Piece(Segment(0, 4, "agent"), 0.0), Piece(Segment(10, 12, "agent"), 4.6))
+    pieces_c = (Piece(Segment(5, 9, "customer"), 0.0),)
+    windows = [
+        Window("c", np.zeros(1), pieces_a),
+        Window("c", np.zeros(1), pieces_c),
+        Window("other", np.zeros(1), pieces_c),
+    ]
+    decoded = [
+        WindowText((("您好请问",), ()), (4.0, 0.0), 0.0, 0.0, 1.0),  # second piece: no text
+        WindowText((("字幕由",),), (3.0,), 0.0, 0.0, 1.0),  # customer: text kept (not filtered)
+        WindowText((("x",),), (4.0,), 0.0, 0.0, 1.0),
+    ]
+    cov = speech_coverage("c", windows, decoded)
+    assert (cov["agent"].speech_s, cov["agent"].covered_s) == (6.0, 4.0)
+    assert cov["agent"].share == pytest.approx(4 / 6)
+    assert cov["customer"].share == pytest.approx(3 / 4)
+    assert speech_coverage("none", windows, decoded)["agent"].share is None

@@ -1,14 +1,18 @@
 """Cutting agent utterances out of recordings and encoding them for a data: URI.
 
 The report embeds every clip so it plays from a file opened straight from disk. A clip that
-cannot be cut says why instead; the rest of the page is unaffected.
+cannot be cut says why instead; the rest of the page is unaffected. Each clip keeps a short
+lead-in and tail (CLIP_PAD_S) so its first syllable is heard, and stretches of the call that
+must not be heard (masked PII: `mutes`, call_id -> (start_s, end_s) ranges in call time) are
+silenced before encoding, so no page ever carries them.
 """
 
 from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +27,12 @@ LAYOUTS = ("agent_left", "agent_right", "mono")
 
 # call_id -> (folder, path, channels, audio_sha256), None for an unknown call
 Locate = Callable[[str], tuple | None]
+# call_id -> the call's stretches to silence, (start_s, end_s) in call time
+Mutes = Callable[[str], Sequence[tuple[float, float]]]
+
+
+def no_mutes(call_id: str) -> Sequence[tuple[float, float]]:
+    return ()
 
 
 @dataclass(frozen=True)
@@ -32,6 +42,13 @@ class Clip:
     src: str | None = None  # data: URI when the clip could be cut
     unavailable: str | None = None  # why not, shown instead of the player
     warning: str | None = None
+    clip_start_s: float = 0.0  # where the clip starts in the call (start_s minus the lead-in)
+    muted: tuple[tuple[float, float], ...] = ()  # silenced stretches inside it, call time
+
+    @property
+    def lead_s(self) -> float:
+        """Seconds of lead-in before the utterance: where the player seeks to hear it."""
+        return max(self.start_s - self.clip_start_s, 0.0)
 
     @property
     def span(self) -> str:
@@ -79,11 +96,30 @@ def load_recording(location: tuple | None) -> Recording:
     return Recording(samples=audio.samples("agent"), warning=warning)
 
 
+def silence(
+    samples: np.ndarray, offset_s: float, ranges: Sequence[tuple[float, float]], sr: int
+) -> tuple[tuple[float, float], ...]:
+    """Zero the parts of `samples` (which start at `offset_s` in the call) that fall in
+    `ranges`, in place; the ranges that overlapped, clipped to the samples, in call time."""
+    end_s = offset_s + len(samples) / sr
+    done = []
+    for start, stop in sorted(ranges):
+        lo, hi = max(float(start), offset_s), min(float(stop), end_s)
+        if hi <= lo:
+            continue
+        a = int(math.floor((lo - offset_s) * sr))
+        b = int(math.ceil((hi - offset_s) * sr))
+        samples[max(a, 0) : min(b, len(samples))] = 0.0
+        done.append((round(lo, 3), round(hi, 3)))
+    return tuple(done)
+
+
 @dataclass(frozen=True)
 class ClipCutter:
     """Cuts agent utterances out of recordings; each recording is decoded once."""
 
     locate: Locate
+    mutes: Mutes = no_mutes
     cache: dict[str, Recording] = field(default_factory=dict)
 
     def recording(self, call_id: str) -> Recording:
@@ -106,6 +142,10 @@ class ClipCutter:
                 end_s,
                 unavailable=f"clip lies outside the recording ({seconds:.1f} s long)",
             )
-        mime, data = encode_clip(rec.samples[a:b], SAMPLE_RATE)
+        samples = rec.samples[a:b].copy()  # the cached recording stays as decoded
+        muted = silence(samples, a / SAMPLE_RATE, self.mutes(call_id), SAMPLE_RATE)
+        mime, data = encode_clip(samples, SAMPLE_RATE)
         src = f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
-        return Clip(start_s, end_s, src=src, warning=rec.warning)
+        return Clip(
+            start_s, end_s, src=src, warning=rec.warning, clip_start_s=a / SAMPLE_RATE, muted=muted
+        )

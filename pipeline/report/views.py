@@ -232,6 +232,8 @@ class Aligned:
     changes: tuple[Change, ...]
     early_clip: Clip
     current_clip: Clip
+    early_utterance_id: int = -1  # with the pair id, the key evaluators' scores are stored by
+    current_utterance_id: int = -1
 
 
 @dataclass(frozen=True)
@@ -319,6 +321,8 @@ def aligned(
             current_clip=cutter.clip(
                 pair["current_call_id"], r["current_start_s"], r["current_end_s"]
             ),
+            early_utterance_id=int(r["early_utterance_id"]),
+            current_utterance_id=int(r["current_utterance_id"]),
         )
         for _, r in rows.iterrows()
     )

@@ -5,6 +5,7 @@ db.py       connect, transaction, bulk writes
 writes.py   what a run writes: runs, calls, failures, derived tables
 history.py  what a run reads back: done calls, the base tables, the drift summary
 reads.py    what the calibration report reads
+calibration.py  calibration sessions: imported scores and files, the agreement reads
 """
 
 from pipeline.store import reads
@@ -19,8 +20,10 @@ from pipeline.store.db import (
 )
 from pipeline.store.history import History, done_calls, load_history, top_drift
 from pipeline.store.schema import DERIVED_TABLES, TABLES, schema_sql
+from pipeline.store.snapshot import open_for_run, publish, working_path
 from pipeline.store.writes import (
     finish_run,
+    mark_interrupted_runs,
     replace_derived,
     save_call,
     save_failed_call,
@@ -38,6 +41,10 @@ __all__ = [
     "done_calls",
     "finish_run",
     "load_history",
+    "mark_interrupted_runs",
+    "open_for_run",
+    "publish",
+    "working_path",
     "replace_derived",
     "replace_table",
     "run_query",

@@ -10,7 +10,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from pipeline.store.schema import TABLE, schema_sql
+from pipeline.store.schema import TABLE, TABLES, VIEWS, tables_sql
 
 
 class StoreLockedError(RuntimeError):
@@ -32,8 +32,19 @@ def connect(db: str | Path, read_only: bool = False) -> duckdb.DuckDBPyConnectio
             ) from e
         raise
     if not read_only:
-        con.execute(schema_sql())
+        con.execute(tables_sql())
+        _add_new_columns(con)
+        con.execute(VIEWS)
     return con
+
+
+def _add_new_columns(con: duckdb.DuckDBPyConnection) -> None:
+    """A database written by an older version gains the columns added since (as nulls)."""
+    for table in TABLES:
+        have = {r[0] for r in con.execute(f"DESCRIBE {table.name}").fetchall()}
+        for name, sql_type in table.columns():
+            if name not in have:
+                con.execute(f"ALTER TABLE {table.name} ADD COLUMN {name} {sql_type}")
 
 
 @contextmanager

@@ -110,3 +110,54 @@ def call_recording(con: duckdb.DuckDBPyConnection, call_id: str) -> tuple | None
     return con.execute(
         "SELECT folder, path, channels, audio_sha256 FROM calls WHERE call_id = ?", [call_id]
     ).fetchone()
+
+
+# --- The team overview (pipeline/report/index.py) --------------------------------------------
+
+
+def agent_counts(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """One row per agent: hired, calls (ok and failed), early and current ok calls, first and
+    last call."""
+    return con.execute(
+        """SELECT agent_id, min(agent_hired_at) AS hired_at,
+                  count(*) FILTER (WHERE status = 'ok') AS n_calls,
+                  count(*) FILTER (WHERE status <> 'ok') AS n_failed,
+                  count(*) FILTER (WHERE status = 'ok' AND cohort = 'early') AS n_early,
+                  count(*) FILTER (WHERE status = 'ok' AND cohort = 'current') AS n_current,
+                  min(recorded_at) FILTER (WHERE status = 'ok') AS first_call,
+                  max(recorded_at) FILTER (WHERE status = 'ok') AS last_call
+           FROM calls WHERE agent_id IS NOT NULL GROUP BY agent_id ORDER BY agent_id"""
+    ).df()
+
+
+def drift_of(con: duckdb.DuckDBPyConnection, metrics: Sequence[str]) -> pd.DataFrame:
+    """agent_drift rows of the given metrics, every agent."""
+    return con.execute(
+        "SELECT agent_id, metric, early_mean, current_mean, delta, effect_size, n_early, "
+        "n_current FROM agent_drift WHERE list_contains(?, metric)",
+        [list(metrics)],
+    ).df()
+
+
+def metric_by_call(con: duckdb.DuckDBPyConnection, metric: str) -> pd.DataFrame:
+    """agent_id, call_id, cohort, recorded_at and one call_metrics column, every ok call,
+    oldest first: the overview's trend lines."""
+    col = _column_list([metric], prefix="m.")
+    return con.execute(
+        f"SELECT m.agent_id, m.call_id, m.cohort, c.recorded_at, {col} AS value "
+        "FROM call_metrics m JOIN calls c USING (call_id) ORDER BY m.agent_id, c.recorded_at"
+    ).df()
+
+
+def mute_spans(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[float, float]]]:
+    """call_id -> the (start_s, end_s) stretches masked as PII, which clips must not play."""
+    try:
+        rows = con.execute(
+            "SELECT call_id, start_s, end_s FROM pii_spans ORDER BY call_id, start_s"
+        ).fetchall()
+    except duckdb.CatalogException:  # a database from before PII spans were stored
+        return {}
+    out: dict[str, list[tuple[float, float]]] = {}
+    for call_id, start, end in rows:
+        out.setdefault(call_id, []).append((float(start), float(end)))
+    return out

@@ -15,7 +15,7 @@ import typing
 from dataclasses import dataclass, fields
 from datetime import date, datetime
 
-from pipeline import records
+from pipeline import records, rows
 
 
 @dataclass(frozen=True)
@@ -59,23 +59,39 @@ def _sql_type(hint: object) -> str:
 
 
 TABLES: tuple[Table, ...] = (
-    Table("runs", (records.RunRow,), ("run_id",)),
-    Table("failures", (records.FailureRow,), ()),
-    Table("call_log", (records.CallRow,), ("call_id",)),
+    Table("runs", (rows.RunRow,), ("run_id",)),
+    Table("failures", (rows.FailureRow,), ()),
+    Table("call_log", (rows.CallRow,), ("call_id",)),
     Table(
         "utterance_log", (records.Utterance, records.UtteranceFigures), ("call_id", "utterance_id")
     ),
     Table("call_figures", (records.CallFigures,), ("call_id",)),
-    Table("call_derived", (records.CallDerived,), ("call_id",), derived=True),
+    Table("pii_spans", (rows.PiiSpan,), ("call_id", "utterance_id", "start_char")),
+    Table("call_derived", (rows.CallDerived,), ("call_id",), derived=True),
+    Table("utterance_derived", (rows.UtteranceDerived,), ("call_id", "utterance_id"), derived=True),
+    Table("agent_baselines", (rows.AgentBaseline,), ("agent_id",), derived=True),
+    Table("agent_drift", (rows.AgentDrift,), ("agent_id", "metric"), derived=True),
+    Table("call_flags", (rows.CallFlag,), ("call_id", "rule"), derived=True),
+    Table("agitation_baselines", (rows.AgitationBaseline,), ("agent_id", "feature"), derived=True),
+    Table("call_pairs", (rows.PairRow,), ("pair_id",), derived=True),
     Table(
-        "utterance_derived", (records.UtteranceDerived,), ("call_id", "utterance_id"), derived=True
+        "aligned_utterances", (rows.AlignedRow,), ("pair_id", "early_utterance_id"), derived=True
     ),
-    Table("agent_baselines", (records.AgentBaseline,), ("agent_id",), derived=True),
-    Table("agent_drift", (records.AgentDrift,), ("agent_id", "metric"), derived=True),
-    Table("call_pairs", (records.PairRow,), ("pair_id",), derived=True),
+    # calibration sessions: what evaluators scored, imported from their exported files
     Table(
-        "aligned_utterances", (records.AlignedRow,), ("pair_id", "early_utterance_id"), derived=True
+        "calibration_scores",
+        (records.CalibrationScore,),
+        (
+            "session",
+            "evaluator",
+            "pair_id",
+            "early_utterance_id",
+            "current_utterance_id",
+            "side",
+            "item",
+        ),
     ),
+    Table("calibration_imports", (records.CalibrationImport,), ("source_sha256",)),
 )
 TABLE = {t.name: t for t in TABLES}
 DERIVED_TABLES = tuple(t.name for t in TABLES if t.derived)
@@ -84,7 +100,7 @@ VIEWS = """
 CREATE OR REPLACE VIEW calls AS
 SELECT l.call_id, l.agent_id, l.recorded_at, l.agent_hired_at, d.tenure_days, d.cohort, l.topic,
        l.channels, l.duration_s, l.status, l.error, l.folder, l.path, l.audio_sha256, l.attributes,
-       l.run_id, l.processed_at
+       l.run_id, l.processed_at, l.pipeline_version, l.asr_model
 FROM call_log l LEFT JOIN call_derived d USING (call_id);
 
 CREATE OR REPLACE VIEW utterances AS
@@ -93,9 +109,32 @@ FROM utterance_log u LEFT JOIN utterance_derived d USING (call_id, utterance_id)
 
 CREATE OR REPLACE VIEW call_metrics AS
 SELECT l.agent_id, d.cohort, d.tenure_days, f.*, d.agitation, d.agitation_high_share,
-       d.agent_pitch_vs_baseline_st
+       d.agent_pitch_vs_baseline_st, d.customer_agitation
 FROM call_figures f JOIN call_log l USING (call_id) LEFT JOIN call_derived d USING (call_id)
 WHERE l.status = 'ok';
+
+-- One row per session, scored answer (side) and rubric item: how far the evaluators are apart,
+-- next to callreview's own figures of that answer (docs/CONTRACTS.md, "Calibration sessions").
+CREATE OR REPLACE VIEW calibration_agreement AS
+WITH s AS (
+  SELECT session, agent_id, pair_id, early_call_id, early_utterance_id, current_call_id,
+         current_utterance_id, side, item, count(*) AS n_evaluators, avg(score) AS mean_score,
+         stddev_samp(score) AS sd_score, min(score) AS min_score, max(score) AS max_score,
+         max(score) - min(score) AS spread
+  FROM calibration_scores WHERE score IS NOT NULL GROUP BY ALL
+)
+SELECT s.*, u.call_id, u.utterance_id, u.agitation, u.impatience_hits, u.politeness_hits,
+       u.confirmation_hits, u.structure_hits, u.speech_rate_cpm, a.delta_agitation,
+       a.delta_speech_rate_cpm
+FROM s
+LEFT JOIN utterances u
+  ON u.call_id = CASE s.side WHEN 'early' THEN s.early_call_id
+                             WHEN 'current' THEN s.current_call_id END
+  AND u.utterance_id = CASE s.side WHEN 'early' THEN s.early_utterance_id
+                                   WHEN 'current' THEN s.current_utterance_id END
+LEFT JOIN aligned_utterances a
+  ON a.pair_id = s.pair_id AND a.early_utterance_id = s.early_utterance_id
+  AND a.current_utterance_id = s.current_utterance_id;
 """
 
 
@@ -106,5 +145,9 @@ def create_table_sql(table: Table) -> str:
     return f"CREATE TABLE IF NOT EXISTS {table.name} (\n  " + ",\n  ".join(cols) + "\n);"
 
 
+def tables_sql() -> str:
+    return "\n".join(create_table_sql(t) for t in TABLES)
+
+
 def schema_sql() -> str:
-    return "\n".join(create_table_sql(t) for t in TABLES) + "\n" + VIEWS
+    return tables_sql() + "\n" + VIEWS

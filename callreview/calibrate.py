@@ -1,0 +1,186 @@
+"""`callreview calibrate`: import evaluators' exported score files, and summarise a session's
+agreement (docs/CONTRACTS.md, "Calibration sessions").
+
+The commands are built by `make_app`, which the main CLI calls with its own settings reader and
+error exit, so both share one way of reading settings and failing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from pipeline.config import Config
+
+if TYPE_CHECKING:  # the heavy imports wait until a command runs
+    from pipeline.agreement import Summary
+    from pipeline.rubric import Rubric
+
+console = Console()
+
+ConfigFor = Callable[..., Config]  # cli._config: (config_file, **flags) -> Config
+Fail = Callable[[str], None]  # cli._fail: prints the error and exits
+
+RubricOption = Annotated[
+    Path | None,
+    typer.Option("--rubric", help="Rubric file (default: pipeline/data/rubric.toml)."),
+]
+
+
+def _rubric(path: Path | None, fail: Fail) -> Rubric:
+    from pipeline.rubric import DEFAULT_RUBRIC, RubricError, load_rubric
+
+    try:
+        return load_rubric(path or DEFAULT_RUBRIC)
+    except RubricError as e:
+        fail(str(e))
+        raise  # unreachable: fail exits
+
+
+def print_summary(summary: Summary, rubric: Rubric) -> None:
+    from pipeline.report import fmt
+    from pipeline.report.calibration import SIDE_LABEL
+
+    console.rule(f"[bold]calibration session {escape(summary.session)}")
+    console.print(
+        f"{len(summary.evaluators)} evaluators ({escape(', '.join(summary.evaluators))}), "
+        f"{summary.n_pairs} aligned answer pairs scored"
+    )
+    t = Table(title="Inter-rater agreement per item (Krippendorff's alpha)")
+    for col in ("item", "alpha", "level", "answers", "evaluators", "mean spread", "note"):
+        t.add_column(col)
+    for i in summary.items:
+        alpha = fmt.num(i.alpha) if i.alpha is not None else fmt.MISSING
+        t.add_row(
+            i.label,
+            alpha,
+            i.level,
+            str(i.n_units),
+            str(i.n_evaluators),
+            fmt.num(i.mean_spread),
+            i.note,
+        )
+    console.print(t)
+    keys = list(rubric.keys)
+    t = Table(title="Each evaluator's offset from the rest of the group (score points)")
+    t.add_column("evaluator")
+    for k in keys:
+        t.add_column(k)
+    by = {(o.evaluator, o.item): o.offset for o in summary.offsets}
+    for e in summary.evaluators:
+        t.add_row(escape(e), *(fmt.num(by.get((e, k)), signed=True) for k in keys))
+    console.print(t)
+    if summary.widest:
+        t = Table(title="Widest spread: discuss these first")
+        for col in ("pair", "answer", "item", "spread", "scores"):
+            t.add_column(col)
+        for s in summary.widest:
+            t.add_row(
+                f"{s.pair_id} #{s.early_utterance_id}/#{s.current_utterance_id}",
+                SIDE_LABEL.get(s.side, s.side),
+                s.item,
+                fmt.num(s.spread),
+                escape(", ".join(f"{e} {v}" for e, v in s.scores)),
+            )
+        console.print(t)
+    if summary.pairs_to_discuss:
+        console.print("pairs by mean spread over items and sides:")
+        for p, e, c, v in summary.pairs_to_discuss:
+            console.print(f"  {p} #{e}/#{c}: {v:.2f}")
+    t = Table(title="Group scores vs callreview's figures (Spearman rank correlation)")
+    for col in ("item", "figure", "expected", "rho", "p", "answers", "as expected"):
+        t.add_column(col)
+    for f in summary.figures:
+        ok = {True: "yes", False: "NO", None: "–"}[f.as_expected]
+        t.add_row(
+            f.item,
+            f.figure,
+            "+" if f.expected > 0 else "-",
+            fmt.num(f.rho, signed=True),
+            fmt.MISSING if f.p_value is None else f"{f.p_value:.2g}",
+            str(f.n_units),
+            ok,
+        )
+    console.print(t)
+
+
+def make_app(config_for: ConfigFor, fail: Fail) -> typer.Typer:
+    app = typer.Typer(
+        help="Calibration sessions: import evaluators' scores, summarise their agreement.",
+        no_args_is_help=True,
+    )
+
+    @app.command("import")
+    def import_scores(
+        files: Annotated[list[Path], typer.Argument(help="Exported score files (JSON or CSV).")],
+        db: Annotated[Path | None, typer.Option("--db", help="DuckDB file.")] = None,
+        rubric_file: RubricOption = None,
+        config_file: Annotated[Path | None, typer.Option("--config")] = None,
+    ) -> None:
+        """Load evaluators' exported score files into calibration_scores.
+
+        A malformed file is refused with its reason (nothing of it is stored); a file imported
+        before is skipped. Exit status 1 when any file was refused."""
+        from pipeline.calibration import import_file
+        from pipeline.store import StoreLockedError, connect
+
+        config = config_for(config_file, run={"db": db})
+        rubric = _rubric(rubric_file, fail)
+        try:
+            con = connect(config.run.db)
+        except StoreLockedError as e:
+            fail(str(e))
+            return
+        refused = 0
+        try:
+            for path in files:
+                r = import_file(con, path, rubric)
+                colour = {"imported": "green", "refused": "red"}.get(r.status, "yellow")
+                console.print(f"[{colour}]{r.status}[/] {escape(r.path)}: {escape(r.detail)}")
+                refused += r.status == "refused"
+        finally:
+            con.close()
+        if refused:
+            raise typer.Exit(1)
+
+    @app.command("summary")
+    def summary(
+        session: Annotated[
+            str | None, typer.Option("--session", help="Session name (default: the latest).")
+        ] = None,
+        agent: Annotated[str | None, typer.Option("--agent", help="Only this agent.")] = None,
+        db: Annotated[Path | None, typer.Option("--db", help="DuckDB file.")] = None,
+        rubric_file: RubricOption = None,
+        config_file: Annotated[Path | None, typer.Option("--config")] = None,
+    ) -> None:
+        """Agreement of a session: alpha per item, evaluator offsets, what to discuss first,
+        and how the scores line up with callreview's figures."""
+        from pipeline.report.calibration import summarise_session
+        from pipeline.store import StoreLockedError, connect
+        from pipeline.store import calibration as db_calibration
+
+        config = config_for(config_file, run={"db": db})
+        rubric = _rubric(rubric_file, fail)
+        try:
+            con = connect(config.run.db, read_only=True)
+        except (StoreLockedError, FileNotFoundError) as e:
+            fail(str(e))
+            return
+        try:
+            known = db_calibration.sessions(con, agent)
+            if known.empty:
+                fail("no calibration scores imported yet: `callreview calibrate import FILE`")
+            name = session or str(known["session"].iloc[0])
+            if name not in set(known["session"]):
+                fail(f"unknown session {name!r}; known: {', '.join(known['session'])}")
+            print_summary(summarise_session(con, name, rubric, agent), rubric)
+        finally:
+            con.close()
+
+    return app

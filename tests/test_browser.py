@@ -1,0 +1,279 @@
+"""The calibration report and the team overview in a real browser: headless Chromium (Debian's
+package, scripts/setup.sh installs it) driven by Playwright, opening the pages from disk.
+
+Checked like a QA lead would use them: no console error, no request leaves the page, every clip
+player loads and seeks to its utterance, "play early, then current" plays both in turn, three
+evaluators score through the forms and export their files, which `callreview calibrate import`
+then loads and whose agreement matches the library's own figure. Screenshots go to
+test-artifacts/ (gitignored). Skipped, with the reason, where no browser can be started.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from pipeline import store
+from pipeline.calibration import import_file
+from pipeline.report import write_report
+from pipeline.report.calibration import summarise_session
+from pipeline.report.clips import CLIP_PAD_S
+from pipeline.report.index import write_all
+from tests.conftest import ROOT
+from tests.test_calibration import RUBRIC, SCORES, UNITS, VERDICTS, expected_alpha
+from tests.test_report import AGENT, ALIGNED, CALL_S, CONFIG, build_db
+
+ARTIFACTS = ROOT / "test-artifacts"
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SESSION = "browser-session"
+
+
+def _chromium() -> str:
+    path = os.environ.get("CALLREVIEW_TEST_CHROMIUM") or next(
+        (p for p in map(shutil.which, BROWSERS) if p), None
+    )
+    if not path:
+        pytest.skip(
+            "no Chromium on this machine (scripts/setup.sh installs Debian's `chromium`; "
+            "or set CALLREVIEW_TEST_CHROMIUM)"
+        )
+    return path
+
+
+@pytest.fixture(scope="module")
+def playwright():
+    sync = pytest.importorskip(
+        "playwright.sync_api", reason="the playwright package is not installed (.[dev] extra)"
+    )
+    with sync.sync_playwright() as p:
+        yield p
+
+
+class Page:
+    """One browser with a fresh profile, recording console errors and every request."""
+
+    def __init__(self, playwright, profile: Path, downloads: Path) -> None:  # noqa: ANN001
+        try:
+            self.context = playwright.chromium.launch_persistent_context(
+                str(profile),
+                executable_path=_chromium(),
+                headless=True,
+                args=FLAGS,
+                accept_downloads=True,
+                downloads_path=str(downloads),
+                viewport={"width": 1280, "height": 900},
+                locale="zh-CN",
+            )
+        except Exception as e:  # a browser that cannot start is the machine's, not the page's
+            pytest.skip(f"Chromium could not be started: {str(e).splitlines()[0]}")
+        self.errors: list[str] = []
+        self.requests: list[str] = []
+        self.page = self.context.pages[0] if self.context.pages else self.context.new_page()
+        self.page.set_default_timeout(20_000)
+        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on("request", lambda r: self.requests.append(r.url))
+
+    def open(self, path: Path) -> None:
+        self.page.goto(path.as_uri())
+        self.page.wait_for_load_state("load")
+
+    def outside_requests(self) -> list[str]:
+        """Requests for anything but the opened files and the page's own data: clips."""
+        return [u for u in self.requests if not u.startswith(("file://", "data:", "blob:"))]
+
+    def close(self) -> None:
+        self.context.close()
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> tuple[Path, Path]:
+    db = build_db(tmp_path)
+    write_all(db, tmp_path / "site", CONFIG, session=SESSION)
+    return db, tmp_path / "site"
+
+
+def _score_through_the_page(page, evaluator: str, out: Path) -> Path:  # noqa: ANN001
+    """Enter `evaluator`'s SCORES and VERDICTS in the forms and export them as JSON."""
+    page.once("dialog", lambda d: d.accept(evaluator))  # the name is asked at the first score
+    forms = page.locator("form.score")
+    assert forms.count() == len(UNITS)
+    for n, (pair, e_uid, c_uid, *_) in enumerate(UNITS):
+        form = page.locator(
+            f'form.score[data-pair="{pair}"][data-early-uid="{e_uid}"][data-current-uid="{c_uid}"]'
+        )
+        for side, ratings in SCORES[evaluator].get(n, {}).items():
+            for item, score in ratings.items():
+                form.locator(f'input[name="{side}.{item}"][value="{score}"] + span').click()
+        if VERDICTS[evaluator][n] is not None:
+            form.locator(
+                f'input[name="drifted"][value="{"yes" if VERDICTS[evaluator][n] else "no"}"]'
+            ).check()
+        if n == 1:
+            form.locator("textarea").fill("语气生硬，打断客户")
+    assert page.locator("#cr-evaluator").input_value() == evaluator
+    with page.expect_download() as download:
+        page.locator("#cr-export-json").click()
+    path = out / download.value.suggested_filename
+    download.value.save_as(path)
+    return path
+
+
+def test_agent_page_in_a_real_browser(playwright, site, tmp_path: Path) -> None:
+    db, folder = site
+    ARTIFACTS.mkdir(exist_ok=True)
+    b = Page(playwright, tmp_path / "profile-0", tmp_path)
+    try:
+        b.open(folder / f"{AGENT}.html")
+        page = b.page
+        assert "坐席校准报告" in page.title()
+        # every clip player loads, lasts its utterance plus lead-in and tail, and seeks to it
+        players = page.locator("audio.clip")
+        assert players.count() == 2 * len(ALIGNED)
+        page.wait_for_function(
+            "[...document.querySelectorAll('audio.clip')].every(a => a.readyState >= 1)"
+        )
+        clips = page.evaluate(
+            """async () => {
+                 const out = [];
+                 for (const a of document.querySelectorAll('audio.clip')) {
+                   const lead = Number(a.dataset.lead);
+                   const seeked = new Promise(r => a.addEventListener('seeked', r, {once: true}));
+                   a.currentTime = lead;
+                   await seeked;
+                   out.push({duration: a.duration, at: a.currentTime, lead,
+                             start: Number(a.dataset.start), end: Number(a.dataset.end),
+                             clock: a.parentNode.querySelector('.at').textContent});
+                 }
+                 return out;
+               }"""
+        )
+        for c in clips:
+            want = min(c["end"] + CLIP_PAD_S, CALL_S) - max(c["start"] - CLIP_PAD_S, 0.0)
+            assert c["duration"] == pytest.approx(want, abs=0.1)
+            assert c["at"] == pytest.approx(c["lead"], abs=0.05)
+            minutes, seconds = divmod(c["start"], 60)
+            assert c["clock"] == f"▸ {int(minutes)}:{seconds:04.1f}"  # the utterance's call time
+        # "play early, then current": the early clip plays, and when it ends the current one
+        turn = page.locator("ol.turns > li").first
+        turn.locator("button.play-both").click()
+        page.wait_for_function(
+            "() => { const a = document.querySelector('ol.turns > li audio.clip.early');"
+            " return !a.paused && a.currentTime > 0; }"
+        )
+        page.evaluate(
+            "() => { const a = document.querySelector('ol.turns > li audio.clip.early');"
+            " a.currentTime = a.duration - 0.05; }"
+        )
+        page.wait_for_function(
+            "() => { const li = document.querySelector('ol.turns > li');"
+            " const c = li.querySelector('audio.clip.current');"
+            " return li.querySelector('audio.clip.early').ended && !c.paused && c.currentTime > 0; }"
+        )
+        page.evaluate("() => document.querySelectorAll('audio').forEach(a => a.pause())")
+
+        # one evaluator scores; the scores survive a reload; the export is a file
+        exported = _score_through_the_page(page, "王芳", tmp_path)
+        assert (
+            page.locator("#cr-progress").text_content()
+            == f"已评分 {len(UNITS)} / {len(UNITS)} scored"
+        )
+        page.locator("form.score").nth(1).scroll_into_view_if_needed()
+        page.screenshot(path=str(ARTIFACTS / "report-scoring.png"))
+        page.reload()
+        assert page.locator("form.score.done").count() == len(UNITS)
+        assert (
+            page.locator("form.score").nth(1).locator("textarea").input_value()
+            == "语气生硬，打断客户"
+        )
+        with page.expect_download() as csv_download:
+            page.locator("#cr-export-csv").click()
+        csv_path = tmp_path / csv_download.value.suggested_filename
+        csv_download.value.save_as(csv_path)
+        page.evaluate("window.scrollTo(0, 0)")  # the sticky scoring bar back at the top
+        page.screenshot(path=str(ARTIFACTS / "report-full.png"), full_page=True)
+        assert b.errors == [] and b.outside_requests() == []
+    finally:
+        b.close()
+    assert exported.name == f"calibration-{SESSION}-{AGENT}-王芳.json"
+    con = store.connect(db)
+    try:
+        for path in (exported, csv_path):
+            result = import_file(con, path, RUBRIC)
+            assert result.status == "imported", result.detail
+        assert result.n_scores == 0  # the CSV repeats the JSON's scores: nothing new
+        n = con.execute("SELECT count(*) FROM calibration_scores").fetchone()[0]
+    finally:
+        con.close()
+    assert n == sum(len(r) for v in SCORES["王芳"].values() for r in v.values()) + len(UNITS)
+
+
+def test_three_evaluators_score_through_the_page(playwright, site, tmp_path: Path) -> None:
+    db, folder = site
+    files = []
+    for n, evaluator in enumerate(SCORES):
+        b = Page(playwright, tmp_path / f"profile-{n + 1}", tmp_path)
+        try:
+            b.open(folder / f"{AGENT}.html")
+            files.append(_score_through_the_page(b.page, evaluator, tmp_path))
+            assert b.errors == [] and b.outside_requests() == []
+        finally:
+            b.close()
+    con = store.connect(db)
+    try:
+        for path in files:
+            assert import_file(con, path, RUBRIC).status == "imported"
+        assert all(import_file(con, p, RUBRIC).status == "already imported" for p in files)
+        summary = summarise_session(con, SESSION, RUBRIC)
+    finally:
+        con.close()
+    alphas = {i.item: i.alpha for i in summary.items}
+    for item in RUBRIC.keys:
+        assert alphas[item] == pytest.approx(expected_alpha(item), abs=1e-9)
+    # the report written now shows the session's agreement
+    page_path = write_report(db, AGENT, tmp_path / "after.html", CONFIG, session=SESSION)
+    b = Page(playwright, tmp_path / "profile-4", tmp_path)
+    try:
+        b.open(page_path)
+        section = b.page.locator("#agreement")
+        assert f"{expected_alpha('patience'):.2f}" in section.inner_text()
+        section.scroll_into_view_if_needed()
+        section.screenshot(path=str(ARTIFACTS / "report-agreement.png"))
+        assert b.errors == [] and b.outside_requests() == []
+    finally:
+        b.close()
+
+
+def test_team_overview_in_a_real_browser(playwright, site, tmp_path: Path) -> None:
+    _, folder = site
+    ARTIFACTS.mkdir(exist_ok=True)
+    b = Page(playwright, tmp_path / "profile-5", tmp_path)
+    try:
+        b.open(folder / "index.html")
+        page = b.page
+        rows = page.locator("#agents tbody tr")
+        assert rows.count() == 2
+        assert "too few calls: early 0 < 2, current 0 < 2" in rows.nth(1).inner_text()
+        agitation = page.locator("#agents thead tr:last-child th").nth(5)
+        agitation.click()  # ascending: B001 has no figures and sorts last either way
+        agitation.click()
+        assert agitation.get_attribute("aria-sort") == "descending"
+        assert rows.first.locator("td").first.inner_text().startswith(AGENT)
+        page.screenshot(path=str(ARTIFACTS / "team-overview.png"), full_page=True)
+        page.locator(f'a[href="{AGENT}.html"]').click()
+        page.wait_for_load_state("load")
+        assert page.url.endswith(f"/{AGENT}.html")
+        assert b.errors == [] and b.outside_requests() == []
+    finally:
+        b.close()
