@@ -20,7 +20,14 @@ from pipeline import align, derive, rules
 from pipeline.audio import load_call
 from pipeline.config import Config
 from pipeline.metrics import measure_call
-from pipeline.records import CallFigures, CallInput, CallResult
+from pipeline.records import (
+    CallAudio,
+    CallFigures,
+    CallInput,
+    CallResult,
+    Transcript,
+    UtteranceFigures,
+)
 from pipeline.rows import AlignedRow, PairRow
 from pipeline.store.history import History
 from pipeline.transcribe import transcribe_calls
@@ -40,6 +47,15 @@ def check_settings(config: Config) -> None:
     rules.check_rules(config.lexicon.rules, set(DRIFT_METRICS))
 
 
+def measure(
+    call_id: str, audio: CallAudio, transcript: Transcript, config: Config
+) -> tuple[list[UtteranceFigures], CallFigures]:
+    """The per-call figures, with the settings they need."""
+    return measure_call(
+        call_id, audio, transcript, config.tone, config.prosody, config.clarity, config.lexicon
+    )
+
+
 def process_call(
     call: CallInput, asr_model: whisper.Whisper, vad_model: torch.nn.Module, config: Config
 ) -> CallResult:
@@ -50,15 +66,7 @@ def process_call(
         call.call_id
     ]
     utts = transcript.utterances
-    figures, call_figures = measure_call(
-        call.call_id,
-        audio,
-        transcript,
-        config.tone,
-        config.prosody,
-        config.clarity,
-        config.lexicon,
-    )
+    figures, call_figures = measure(call.call_id, audio, transcript, config)
     return CallResult(
         call,
         audio.duration_s,

@@ -7,9 +7,6 @@ speech, one utterance per segment. Silero runs on 8 kHz audio: call audio carrie
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import librosa
 import numpy as np
 import torch
@@ -18,6 +15,7 @@ from pipeline.audio import SAMPLE_RATE
 from pipeline.config import DiarizeOptions, VadOptions
 from pipeline.diarize import attribute_mono
 from pipeline.records import CallAudio, Segment, Speaker
+from pipeline.threads import single_thread
 
 VAD_SR = 8_000
 
@@ -29,16 +27,6 @@ _threads = torch.get_num_threads()
 from silero_vad import get_speech_timestamps, load_silero_vad  # noqa: E402  (weights ship inside)
 
 torch.set_num_threads(_threads)
-
-
-@contextmanager
-def _single_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def load_vad_model() -> torch.nn.Module:
@@ -55,7 +43,7 @@ def speech_spans(
     x8 = (
         librosa.resample(x, orig_sr=sr, target_sr=VAD_SR, res_type="soxr_qq") if sr != VAD_SR else x
     )
-    with _single_thread():
+    with single_thread():
         spans = get_speech_timestamps(
             torch.from_numpy(np.ascontiguousarray(x8, dtype=np.float32)),
             model,

@@ -29,9 +29,8 @@ import torch  # noqa: E402
 
 from pipeline.audio import load_call  # noqa: E402
 from pipeline.config import default_config  # noqa: E402
-from pipeline.metrics import measure_call  # noqa: E402
 from pipeline.records import Coverage, Transcript, Utterance  # noqa: E402
-from pipeline.review import derive_tables  # noqa: E402
+from pipeline.review import derive_tables, measure  # noqa: E402
 from pipeline.store.history import History  # noqa: E402
 
 SAMPLES = ROOT / "sample_audio"
@@ -55,30 +54,14 @@ def main() -> None:
         calls.append((c["call_id"], load_call(SAMPLES / f"{c['call_id']}.ogg"), transcript))
     audio_s = sum(a.duration_s for _, a, _ in calls)
     # warm-up: jieba's dictionary, numba, FFT plans are one-off costs per process
-    measure_call(
-        calls[0][0],
-        calls[0][1],
-        calls[0][2],
-        config.tone,
-        config.prosody,
-        config.clarity,
-        config.lexicon,
-    )
+    measure(*calls[0], config)
 
     best_metrics = best_derive = float("inf")
     for _ in range(args.repeat):
         t0 = time.process_time()
         utt_rows, call_rows = [], []
         for call_id, audio, transcript in calls:
-            figures, call_figures = measure_call(
-                call_id,
-                audio,
-                transcript,
-                config.tone,
-                config.prosody,
-                config.clarity,
-                config.lexicon,
-            )
+            figures, call_figures = measure(call_id, audio, transcript, config)
             utt = pd.DataFrame([asdict(u) for u in transcript.utterances])
             utt_rows.append(
                 utt.merge(

@@ -570,28 +570,21 @@ def pitch_check(folder: Path, rows: list[dict[str, str]], opts: ProsodyOptions, 
     minutes = sum(len(c) for c in clips) / SR / 60
     hop = int(round(opts.hop_s * SR))
 
+    same = {
+        "fmin": opts.fmin_hz,
+        "fmax": opts.fmax_hz,
+        "sr": SR,
+        "frame_length": 1024,
+        "hop_length": hop,
+        "center": False,
+    }
+
     def pyin(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        f, v, _ = librosa.pyin(
-            x,
-            fmin=opts.fmin_hz,
-            fmax=opts.fmax_hz,
-            sr=SR,
-            frame_length=1024,
-            hop_length=hop,
-            center=False,
-        )
+        f, v, _ = librosa.pyin(x, **same)
         return f, v
 
     def yin16(x: np.ndarray) -> np.ndarray:
-        return librosa.yin(
-            x,
-            fmin=opts.fmin_hz,
-            fmax=opts.fmax_hz,
-            sr=SR,
-            frame_length=1024,
-            hop_length=hop,
-            center=False,
-        )
+        return librosa.yin(x, **same)
 
     pyin(clips[0]), yin16(clips[0]), P.prosody(clips[0], opts)  # warm up (numba, caches)
     timings = {}

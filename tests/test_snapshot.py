@@ -22,16 +22,6 @@ pytestmark = pytest.mark.slow
 
 CALLS = ["A01-E-refund", "A01-C-refund", "A02-E-billing"]
 CLI = [sys.executable, "-m", "callreview.cli"]
-DATA_TABLES = (
-    "calls",
-    "utterances",
-    "call_metrics",
-    "agent_baselines",
-    "agent_drift",
-    "call_pairs",
-    "aligned_utterances",
-    "failures",
-)
 
 
 def _run(folder: Path, db: Path, **kwargs) -> subprocess.Popen:

@@ -197,7 +197,11 @@ def mono_results():
                 ev._mask(spans, n),
                 tuple(spans),
             )
-            voices.append(spk.call_voices(mono, 16_000, spans, encoder, OPTS, c.call_id))
+            voices.append(
+                spk.split_voices(
+                    spk.embed_call(mono, 16_000, spans, encoder, OPTS, c.call_id), OPTS
+                )
+            )
         res = spk.choose_agent_voices("A01", voices, OPTS)
         for v in voices:
             segs = spk.attribute(v, res.choices[v.call_id])

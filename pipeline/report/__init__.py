@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import jinja2
@@ -137,30 +138,12 @@ def build_report(
 
 
 def write_report(
-    db: str | Path,
-    agent_id: str,
-    out: str | Path,
-    config: Config,
-    max_pairs: int | None = None,
-    *,
-    catalogue_path: Path = DEFAULT_PATH,
-    rubric: Rubric | None = None,
-    session: str | None = None,
-    mute_spans: MuteSpans | None = None,
+    db: str | Path, agent_id: str, out: str | Path, config: Config, **options: Any
 ) -> Path:
     """Write the report for `agent_id` from the database file `db` (opened read-only)."""
     con = store.connect(db, read_only=True)  # FileNotFoundError when there is no database
     try:
-        html = build_report(
-            con,
-            agent_id,
-            config,
-            max_pairs,
-            catalogue_path=catalogue_path,
-            rubric=rubric,
-            session=session,
-            mute_spans=mute_spans,
-        )
+        html = build_report(con, agent_id, config, **options)  # options: as build_report's
     finally:
         con.close()
     out = Path(out)

@@ -30,7 +30,7 @@ How a batch flow calls it (the encoder is loaded once per worker, like the VAD m
 
     encoder = load_encoder()
     # per mono call (after VAD on the mix):
-    voices = call_voices(x, sr, spans, encoder, options, call_id)          # CallVoices
+    voices = split_voices(embed_call(x, sr, spans, encoder, options, call_id), options)
     # per stereo call of an agent (optional; after VAD on the agent channel):
     emb = embed_speech(agent_channel, sr, agent_spans, encoder, options)   # (256,) or None
     # per agent, once the chunk's calls are through stage A:
@@ -62,7 +62,7 @@ from pipeline.speakers.options import (
     VoicePrint,
     VoiceTurn,
 )
-from pipeline.speakers.split import call_voices, split_voices
+from pipeline.speakers.split import split_voices
 
 __all__ = [
     "EMBED_DIM",
@@ -76,7 +76,6 @@ __all__ = [
     "VoiceTurn",
     "attribute",
     "bundled_weights",
-    "call_voices",
     "choose_agent_voices",
     "embed_call",
     "embed_speech",

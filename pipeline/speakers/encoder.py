@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 
 import librosa
@@ -20,6 +19,7 @@ from pipeline.speakers.options import (
     SpeakerOptions,
     unit,
 )
+from pipeline.threads import single_thread
 
 # ----------------------------------------------------------------------------- encoder
 
@@ -64,18 +64,6 @@ def bundled_weights() -> Path:
 def load_encoder(weights: str | Path | None = None) -> SpeakerEncoder:
     """Load once per process (about 0.1 s) and pass it to `embed_call` / `embed_speech`."""
     return SpeakerEncoder(weights)
-
-
-@contextmanager
-def _single_thread() -> Iterator[None]:
-    """The LSTM's per-step ops are small: on a busy 2-core machine two threads mostly wait on
-    each other (measured: 19 s with two threads vs 1.1 s with one for 187 windows)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _mel(x: np.ndarray) -> np.ndarray:
@@ -145,7 +133,7 @@ def _embed_windows(
         batch = torch.zeros((len(chunk), int(lengths.max()), 40))
         for i, m in enumerate(chunk):
             batch[i, : len(m)] = torch.from_numpy(m)
-        with torch.inference_mode(), _single_thread():
+        with torch.inference_mode(), single_thread():
             out.append(encoder(batch, lengths).numpy())
     return np.concatenate(out).astype(np.float32)
 

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import scipy.linalg
 
-from pipeline.speakers.encoder import SpeakerEncoder, embed_call
 from pipeline.speakers.options import (
     EMBED_DIM,
     FRAME_S,
@@ -180,15 +177,3 @@ def split_voices(w: CallWindows, options: SpeakerOptions) -> CallVoices:
         centroids.append(unit(w.embeddings[keep].mean(0)))
         speech.append(round(float(frames.sum()) * FRAME_S, 3))
     return CallVoices(w.call_id, np.stack(centroids), tuple(speech), _turns(labels), separation)
-
-
-def call_voices(
-    x: np.ndarray,
-    sr: int,
-    spans: Sequence[tuple[float, float]],
-    encoder: SpeakerEncoder,
-    options: SpeakerOptions,
-    call_id: str = "",
-) -> CallVoices:
-    """Stage A in one call: `embed_call` then `split_voices` (what a per-call task runs)."""
-    return split_voices(embed_call(x, sr, spans, encoder, options, call_id), options)

@@ -17,16 +17,9 @@ import pandas as pd
 
 from pipeline.records import CalibrationImport, CalibrationScore
 from pipeline.store.db import transaction, write_frame
+from pipeline.store.schema import TABLE
 
-_KEYS = (
-    "session",
-    "evaluator",
-    "pair_id",
-    "early_utterance_id",
-    "current_utterance_id",
-    "side",
-    "item",
-)
+_KEYS = TABLE["calibration_scores"].key
 _KEY = ", ".join(_KEYS)
 _SAME_KEY = " AND ".join(f"o.{k} = n.{k}" for k in _KEYS)
 
