@@ -20,7 +20,6 @@ from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
-import torch
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -52,10 +51,6 @@ class RunSummary:
 def _models(run: RunSettings) -> tuple:
     """Whisper and silero-vad, loaded once per worker process, not once per call."""
     return (asr.load_asr_model(run.model, run.device, run.models_dir), load_vad_model())
-
-
-def _device(device: str | None) -> str:
-    return device or ("cuda" if torch.cuda.is_available() else "cpu")
 
 
 @task(name="process_call", cache_policy=NO_CACHE, task_run_name="process {call.call_id}")
@@ -112,7 +107,7 @@ def review_calls(
                 n_failed=None,
                 n_skipped=None,
                 asr_model=f"{model_version} ({model_path})",
-                device=_device(config.run.device),
+                device=asr.pick_device(config.run.device),
                 versions=store.to_json(versions),
                 status="running",
             ),

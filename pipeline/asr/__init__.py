@@ -14,7 +14,13 @@ Mandarin clip. One module per job:
 """
 
 from pipeline.asr.fetch import ModelPrepareError
-from pipeline.asr.load import DEFAULT_MODEL, load_asr_model, model_version, resolve_model
+from pipeline.asr.load import (
+    DEFAULT_MODEL,
+    load_asr_model,
+    model_version,
+    pick_device,
+    resolve_model,
+)
 from pipeline.asr.prepare import prepare, prepare_ct2_dir
 from pipeline.asr.verify import ASR_CHECKPOINT_VERSION, CHECKPOINT_NAME
 
@@ -25,6 +31,7 @@ __all__ = [
     "ModelPrepareError",
     "load_asr_model",
     "model_version",
+    "pick_device",
     "prepare",
     "prepare_ct2_dir",
     "resolve_model",

@@ -66,6 +66,13 @@ def resolve_model(spec: str | None, models_dir: Path) -> str:
     return spec
 
 
+def pick_device(device: str | None) -> str:
+    """The device asked for, else cuda when torch sees one, else cpu."""
+    import torch
+
+    return device or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def model_version(spec: str | None, models_dir: Path) -> str:
     """A short label of the model behind `spec`, for the runs table.
 
@@ -88,7 +95,7 @@ def load_asr_model(spec: str | None, device: str | None, models_dir: Path) -> wh
     import torch
     import whisper
 
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = pick_device(device)
     target = resolve_model(spec, models_dir)
     # load_model builds Whisper(dims) in float32 and copies the float16 file into it.
     model = whisper.load_model(target, device=device, download_root=str(models_dir))

@@ -8,7 +8,7 @@ from datetime import datetime
 import duckdb
 import pandas as pd
 
-from pipeline.records import CallInput, CallResult, Failure
+from pipeline.records import CallInput, CallResult, Failure, KnownFields
 from pipeline.rows import CallRow, FailureRow, RunRow
 from pipeline.store.db import replace_table, to_json, transaction, write_frame
 from pipeline.store.schema import DERIVED_TABLES
@@ -40,28 +40,33 @@ def finish_run(
 
 
 def _call_row(
-    call: CallInput,
+    call_id: str,
+    about: CallInput | KnownFields,
+    path: str,
     run_id: str,
     status: str,
     error: str | None = None,
     result: CallResult | None = None,
+    processed_at: datetime | None = None,
 ) -> CallRow:
+    """The call_log row of a call, from its manifest row: whole (CallInput) or, for a rejected
+    row, what of it still parsed (KnownFields)."""
     return CallRow(
-        call_id=call.call_id,
-        agent_id=call.agent_id,
-        recorded_at=call.recorded_at,
-        agent_hired_at=call.agent_hired_at,
-        topic=call.topic,
-        channels=result.layout if result else call.channels,
-        folder=call.folder,
-        path=call.rel_path,
+        call_id=call_id,
+        agent_id=about.agent_id,
+        recorded_at=about.recorded_at,
+        agent_hired_at=about.agent_hired_at,
+        topic=about.topic,
+        channels=result.layout if result else about.channels,
+        folder=about.folder,
+        path=path,
         audio_sha256=result.sha256 if result else None,
         duration_s=result.duration_s if result else None,
         status=status,
         error=error,
         run_id=run_id,
-        processed_at=datetime.now(),
-        attributes=to_json(call.attributes),
+        processed_at=processed_at or datetime.now(),
+        attributes=to_json(about.attributes),
     )
 
 
@@ -77,7 +82,8 @@ def save_call(
     utt = pd.DataFrame([asdict(u) for u in result.utterances])
     fig = pd.DataFrame([asdict(f) for f in result.figures])
     rows = utt.merge(fig, on=["call_id", "utterance_id"]) if len(utt) else utt
-    row = _call_row(result.call, run_id, "ok", result=result)
+    call = result.call
+    row = _call_row(call.call_id, call, call.rel_path, run_id, "ok", result=result)
     row = replace(row, pipeline_version=pipeline_version, asr_model=asr_model)
     call_row = pd.DataFrame([asdict(row)])
     with transaction(con):
@@ -95,7 +101,7 @@ def save_failed_call(
     con: duckdb.DuckDBPyConnection, call: CallInput, run_id: str, error: str
 ) -> None:
     """A call that failed keeps a `calls` row with status 'failed' and its reason."""
-    row = _call_row(call, run_id, "failed", error)
+    row = _call_row(call.call_id, call, call.rel_path, run_id, "failed", error)
     write_frame(con, "call_log", pd.DataFrame([asdict(row)]), replace_key="call_id")
 
 
@@ -121,7 +127,13 @@ def write_failures(con: duckdb.DuckDBPyConnection, run_id: str, failures: list[F
         ]
     ).drop_duplicates(subset=list(FAILURE_KEY))
     same = " AND ".join(f"f.{c} IS NOT DISTINCT FROM n.{c}" for c in FAILURE_KEY)
-    calls = {f.call_id: _failed_row(f, run_id, now) for f in failures if f.known and f.call_id}
+    calls = {
+        f.call_id: _call_row(
+            f.call_id, f.known, f.path or "", run_id, "failed", f.reason, processed_at=now
+        )
+        for f in failures
+        if f.known and f.call_id
+    }
     with transaction(con):
         con.register("_new_failures", rows)
         try:
@@ -137,28 +149,6 @@ def write_failures(con: duckdb.DuckDBPyConnection, run_id: str, failures: list[F
             ).fetchall()
             keep = [asdict(r) for r in calls.values() if (r.call_id,) not in ok]
             write_frame(con, "call_log", pd.DataFrame(keep), replace_key="call_id")
-
-
-def _failed_row(failure: Failure, run_id: str, now: datetime) -> CallRow:
-    known = failure.known
-    assert known is not None and failure.call_id is not None
-    return CallRow(
-        call_id=failure.call_id,
-        agent_id=known.agent_id,
-        recorded_at=known.recorded_at,
-        agent_hired_at=known.agent_hired_at,
-        topic=known.topic,
-        channels=known.channels,
-        folder=known.folder,
-        path=failure.path or "",
-        audio_sha256=None,
-        duration_s=None,
-        status="failed",
-        error=failure.reason,
-        run_id=run_id,
-        processed_at=now,
-        attributes=to_json(known.attributes),
-    )
 
 
 def replace_derived(con: duckdb.DuckDBPyConnection, frames: dict[str, pd.DataFrame]) -> None:
