@@ -114,6 +114,12 @@ def run(
     batch_size: Annotated[
         int | None, typer.Option(help="Whisper windows decoded together.")
     ] = None,
+    chunk_calls: Annotated[
+        int | None, typer.Option(help="Calls per chunk (transcribed together, stored at once).")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Calls prepared and measured at once.")
+    ] = None,
     config_file: ConfigOption = None,
 ) -> None:
     """Run the review flow on FOLDER and write everything into the DuckDB file.
@@ -121,23 +127,29 @@ def run(
     Exit status: 0 every input ok; 1 some inputs failed (listed in the summary and the
     `failures` table, the rest stored); 2 the run could not be done (one error line).
     """
-    from pipeline.manifest import ManifestError, read_manifest
+    from pipeline.manifest import ManifestError, check_manifest
 
     config = _config(
         config_file,
         EXIT_RUN_FAILED,
-        run={"db": db, "model": model, "device": device},
+        run={
+            "db": db,
+            "model": model,
+            "device": device,
+            "chunk_calls": chunk_calls,
+            "workers": workers,
+        },
         asr={"batch_size": batch_size},
     )
     try:  # a manifest unusable as a whole stops the run here, before Prefect starts
-        read_manifest(folder)
+        check_manifest(folder)
     except ManifestError as e:
         _fail(str(e), EXIT_RUN_FAILED)
-    from flows.review import review_calls
+    from flows.review import review_flow
 
     _console_logs_without_tracebacks()
     try:
-        summary = review_calls(folder=str(folder), config=config, force=force)
+        summary = review_flow(config)(folder=str(folder), config=config, force=force)
     except Exception as e:  # noqa: BLE001  a whole-run problem is one line, not a traceback
         _fail(f"the run stopped: {type(e).__name__}: {e}", EXIT_RUN_FAILED)
         return

@@ -1,35 +1,48 @@
-"""Prefect flow `review_calls`: a folder of recordings -> the DuckDB file.
+"""Prefect flow `review_calls`: a folder of recordings -> the DuckDB file, in streamed chunks.
 
-Tasks are thin wrappers over pipeline/ functions and receive typed records, never connections.
-The flow is the one writer: it opens one connection for the run, on its private working file,
-and publishes a consistent snapshot for analysts when the run is done (pipeline/store/snapshot.py),
-so an analyst's open session never blocks the run and never sees half a run. Each call is saved
-in its own transaction: a crash loses at most the call in flight. One bad recording fails its
-own task; the flow records it in `failures` (and `calls` with status 'failed') and carries on.
-Calls whose audio hash is already stored as ok are skipped, so an interrupted run resumes.
+    manifest --chunks of run.chunk_calls--> prepare (concurrent tasks: decode, hash, VAD)
+        -> transcribe the chunk (one task: windows of all its calls share Whisper's batches)
+        -> measure (concurrent tasks) -> store the chunk (one transaction) -> next chunk
+    ... then the derived tables, then publish the snapshot analysts read.
+
+The next chunk is prepared while this one is transcribed, so audio decoding and VAD overlap
+Whisper (and a GPU never waits for them). Memory holds about two chunks of audio, whatever the
+folder size. Tasks are thin wrappers over pipeline/review.py and receive typed records, never
+connections; each worker process loads the models once (`_models`). The flow is the one
+writer: one connection per run, on a private working file that is published as a consistent
+snapshot at the end (pipeline/store/snapshot.py), so an analyst's open session never blocks the
+run and never sees half a run. A crash loses at most the chunk in flight; a re-run skips every
+call whose audio hash is already stored as ok, so it redoes exactly that chunk. One bad
+recording fails its own task; it is stored as failed with its reason and the rest goes on.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
+import whisper
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.futures import PrefectFuture
+from prefect.task_runners import ThreadPoolTaskRunner
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from pipeline import asr, review, store
+from pipeline import asr, mono, review, store
 from pipeline.config import Config, RunSettings, find_config_file, load_config
 from pipeline.hashing import file_sha256
-from pipeline.manifest import read_manifest
-from pipeline.records import CallInput, CallResult, Failure
+from pipeline.manifest import ManifestChunk, check_manifest, iter_manifest
+from pipeline.records import CallInput, CallResult, Failure, PreparedCall, Transcript
 from pipeline.rows import RunRow
+from pipeline.speakers import AgentChoice, SpeakerEncoder, VoicePrint
 from pipeline.store.history import History
 from pipeline.vad import load_vad_model
 
@@ -45,23 +58,173 @@ class RunSummary:
     derived_rows: dict[str, int] = field(default_factory=dict)
     top_drift: pd.DataFrame | None = None
     seconds: float = 0.0
+    audio_s: float = 0.0  # audio reviewed in this run (processed calls)
+
+
+# ---------------------------------------------------------------------------------- models
 
 
 @lru_cache(maxsize=2)
-def _models(run: RunSettings) -> tuple:
-    """Whisper and silero-vad, loaded once per worker process, not once per call."""
-    return (asr.load_asr_model(run.model, run.device, run.models_dir), load_vad_model())
+def _asr_model(run: RunSettings) -> whisper.Whisper:
+    """Whisper, loaded once per worker process, not once per call or chunk."""
+    return asr.load_asr_model(run.model, run.device, run.models_dir)
 
 
-@task(name="process_call", cache_policy=NO_CACHE, task_run_name="process {call.call_id}")
-def process_call_task(call: CallInput, config: Config) -> CallResult:
-    asr_model, vad_model = _models(config.run)
-    return review.process_call(call, asr_model, vad_model, config)
+@lru_cache(maxsize=1)
+def _encoder() -> SpeakerEncoder:
+    """The GE2E speaker encoder (mono calls, agents' voice prints); read-only, shared."""
+    return mono.load_encoder()
+
+
+_local = threading.local()
+
+
+def _vad_model():
+    """silero-vad keeps state between its windows: one model per thread that prepares calls."""
+    if not hasattr(_local, "vad"):
+        _local.vad = load_vad_model()
+    return _local.vad
+
+
+# ----------------------------------------------------------------------------------- tasks
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A call whose audio is already stored as ok (same hash): nothing to redo."""
+
+    call: CallInput
+
+
+@task(name="prepare_call", cache_policy=NO_CACHE, task_run_name="prepare {call.call_id}")
+def prepare_call_task(
+    call: CallInput, config: Config, stored_sha256: str | None, embed_agent: bool
+) -> PreparedCall | Skipped:
+    if stored_sha256 is not None and stored_sha256 == file_sha256(call.path):
+        return Skipped(call)
+    return review.prepare_call(call, _vad_model(), _encoder(), config, embed_agent)
+
+
+@task(name="transcribe_chunk", cache_policy=NO_CACHE)
+def transcribe_chunk_task(prepared: list[PreparedCall], config: Config) -> dict[str, Transcript]:
+    return review.transcribe_chunk(prepared, _asr_model(config.run), config)
+
+
+@task(name="measure_call", cache_policy=NO_CACHE, task_run_name="measure {prepared.call.call_id}")
+def measure_call_task(
+    prepared: PreparedCall, transcript: Transcript, config: Config, choice: AgentChoice | None
+) -> CallResult:
+    return review.measure_prepared(prepared, transcript, config, choice)
 
 
 @task(name="derive_tables", cache_policy=NO_CACHE)
 def derive_tables_task(history: History, config: Config) -> dict[str, pd.DataFrame]:
     return review.derive_tables(history, config)
+
+
+# ------------------------------------------------------------------------------------ flow
+
+
+@dataclass
+class ChunkOutcome:
+    results: list[CallResult] = field(default_factory=list)
+    failed: list[tuple[CallInput, str]] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    n_skipped: int = 0
+    prints: dict[str, VoicePrint] = field(default_factory=dict)  # refreshed by this chunk
+
+
+def _failure(call: CallInput, reason: str) -> Failure:
+    return Failure("process", reason, call.call_id, call.rel_path)
+
+
+def _transcribe(prepared: list[PreparedCall], config: Config, out: ChunkOutcome) -> dict:
+    """The chunk's transcripts; when the shared batch fails, each call alone, so one bad call
+    fails only itself."""
+    if not prepared:
+        return {}
+    state = transcribe_chunk_task(prepared, config, return_state=True)
+    if state.is_completed():
+        return state.result()
+    transcripts: dict[str, Transcript] = {}
+    for p in prepared:
+        one = transcribe_chunk_task([p], config, return_state=True)
+        if one.is_completed():
+            transcripts.update(one.result())
+        else:
+            reason = _reason(one)
+            out.failed.append((p.call, reason))
+            out.failures.append(_failure(p.call, reason))
+    return transcripts
+
+
+def _finish_chunk(
+    chunk: ManifestChunk,
+    futures: list[PrefectFuture],
+    prints: dict[str, VoicePrint],
+    config: Config,
+) -> ChunkOutcome:
+    """Wait for the chunk's preparation, attribute its mono calls, transcribe it, measure its
+    calls. `prints` (the agents' voice prints) is updated in place for the next chunk."""
+    out = ChunkOutcome(failures=list(chunk.failures))
+    prepared: list[PreparedCall] = []
+    for call, future in zip(chunk.calls, futures, strict=True):
+        future.wait()
+        if future.state.is_completed():
+            value = future.result()
+            if isinstance(value, Skipped):
+                out.n_skipped += 1
+            else:
+                prepared.append(value)
+        else:
+            reason = _reason(future.state)
+            out.failed.append((call, reason))
+            out.failures.append(_failure(call, reason))
+    prepared, out.prints, choices = review.attribute_chunk(prepared, prints, config)
+    prints.update(out.prints)
+    transcripts = _transcribe(prepared, config, out)
+    measured = [
+        (
+            p,
+            measure_call_task.submit(
+                p, transcripts[p.call.call_id], config, choices.get(p.call.call_id)
+            ),
+        )
+        for p in prepared
+        if p.call.call_id in transcripts
+    ]
+    for p, future in measured:
+        future.wait()
+        if future.state.is_completed():
+            out.results.append(future.result())
+        else:
+            reason = _reason(future.state)
+            out.failed.append((p.call, reason))
+            out.failures.append(_failure(p.call, reason))
+    return out
+
+
+def _chunks_in_flight(
+    chunks: Iterator[ManifestChunk],
+    config: Config,
+    done: dict[str, str],
+    prints: dict[str, VoicePrint],
+) -> Iterator[tuple[ManifestChunk, list[PrefectFuture]]]:
+    """Each chunk with its preparation already submitted, one chunk ahead of the consumer: while
+    a chunk is transcribed, the next one is being decoded and VAD-ed."""
+    pending: tuple[ManifestChunk, list[PrefectFuture]] | None = None
+    for chunk in chunks:
+        futures = [
+            prepare_call_task.submit(
+                c, config, done.get(c.call_id), review.needs_print(c.agent_id, prints, config)
+            )
+            for c in chunk.calls
+        ]
+        if pending is not None:
+            yield pending
+        pending = (chunk, futures)
+    if pending is not None:
+        yield pending
 
 
 def run_config(config_file: str | None = None) -> Config:
@@ -70,7 +233,7 @@ def run_config(config_file: str | None = None) -> Config:
     return load_config(path, os.environ)
 
 
-@flow(name="review_calls", log_prints=True)
+@flow(name="review_calls", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=2))
 def review_calls(
     folder: str = "sample_audio",
     db: str | None = None,
@@ -84,15 +247,15 @@ def review_calls(
     review.check_settings(config)
     db_path = str(db or config.run.db)
     run_id = datetime.now().strftime("%Y%m%dT%H%M%S-") + uuid.uuid4().hex[:6]
-    calls, failures = read_manifest(folder)
-    n_inputs = len(calls) + len(failures)  # every manifest row, good or bad
-    for f in failures:
-        logger.warning("manifest line %s skipped: %s", f.row, f.reason)
+    n_inputs = check_manifest(folder)  # every manifest row, good or bad; fails a bad file now
     model_path = asr.resolve_model(config.run.model, config.run.models_dir)
     model_version = asr.model_version(config.run.model, config.run.models_dir)
     versions = review.versions()
     con = store.open_for_run(db_path)
     published = False
+    failures: list[Failure] = []
+    n_ok = n_skipped = 0
+    audio_s = 0.0
     try:
         store.mark_interrupted_runs(con)
         store.start_run(
@@ -113,39 +276,50 @@ def review_calls(
             ),
         )
         done = {} if force else store.done_calls(con)
-        n_ok = n_skipped = 0
+        prints = store.load_voice_prints(con)
         columns = (
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
         )
+        chunks = iter_manifest(folder, config.run.chunk_calls)
         with Progress(*columns, transient=True) as progress:
-            bar = progress.add_task("reviewing calls", total=len(calls))
-            for call in calls:
-                progress.update(bar, description=f"reviewing {call.call_id}")
-                if call.call_id in done and done[call.call_id] == file_sha256(call.path):
-                    n_skipped += 1
-                    progress.advance(bar)
-                    continue
-                state = process_call_task(call, config, return_state=True)
-                if state.is_completed():
-                    result: CallResult = state.result()
-                    store.save_call(con, result, run_id, versions["callreview"], model_version)
-                    n_ok += 1
-                    logger.info(
-                        "%s: %d utterances, %.0f s",
-                        call.call_id,
-                        len(result.utterances),
-                        result.duration_s,
-                    )
-                else:
-                    reason = _reason(state)
-                    failures.append(Failure("process", reason, call.call_id, call.rel_path))
-                    store.save_failed_call(con, call, run_id, reason)
-                    logger.error("%s failed: %s", call.call_id, reason)
-                progress.advance(bar)
-        store.write_failures(con, run_id, failures)
+            bar = progress.add_task("reviewing calls", total=n_inputs)
+            for chunk, futures in _chunks_in_flight(chunks, config, done, prints):
+                out = _finish_chunk(chunk, futures, prints, config)
+                store.save_chunk(
+                    con,
+                    run_id,
+                    out.results,
+                    out.failed,
+                    out.failures,
+                    out.prints,
+                    versions["callreview"],
+                    model_version,
+                )
+                for f in out.failures:
+                    where = f"line {f.row}" if f.row else f"call {f.call_id}"
+                    logger.warning("%s (%s) failed: %s", where, f.stage, f.reason)
+                failures += out.failures
+                n_ok += len(out.results)
+                n_skipped += out.n_skipped
+                audio_s += sum(r.duration_s for r in out.results)
+                progress.advance(bar, len(chunk.calls) + len(chunk.failures))
+                wall = time.monotonic() - started
+                progress.update(bar, description=f"reviewing calls, {audio_s / wall:.0f}x realtime")
+                logger.info(
+                    "%d / %d inputs: %d ok, %d skipped, %d failed; %.2f h of audio in %.0f s "
+                    "(%.0f audio hours per wall hour)",
+                    progress.tasks[0].completed,
+                    n_inputs,
+                    n_ok,
+                    n_skipped,
+                    len(failures),
+                    audio_s / 3600,
+                    wall,
+                    audio_s / wall,
+                )
         derived = derive_tables_task(store.load_history(con), config)
         store.replace_derived(con, derived)
         store.finish_run(
@@ -172,6 +346,14 @@ def review_calls(
         {t: len(f) for t, f in derived.items()},
         top,
         time.monotonic() - started,
+        audio_s,
+    )
+
+
+def review_flow(config: Config):
+    """`review_calls` with the run's concurrency setting (run.workers task threads)."""
+    return review_calls.with_options(
+        task_runner=ThreadPoolTaskRunner(max_workers=config.run.workers)
     )
 
 

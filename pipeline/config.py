@@ -12,13 +12,14 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 from pydantic.dataclasses import dataclass
 
 from pipeline.digit_runs import DEFAULT_OPTIONS as DEFAULT_REDACTION
 from pipeline.digit_runs import RedactOptions
+from pipeline.speakers.options import SpeakerOptions
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 REPO_DIR = Path(__file__).resolve().parents[1]
@@ -48,6 +49,8 @@ class RunSettings:
     model: str | None  # None: the prepared default checkpoint
     device: str | None  # None: cuda when available, else cpu
     models_dir: Path
+    chunk_calls: Annotated[int, Field(ge=1)] = 16  # calls per chunk (one transaction each)
+    workers: Annotated[int, Field(ge=1)] = 2  # concurrent preparation / measurement tasks
 
 
 @dataclass(config=_STRICT)
@@ -78,6 +81,8 @@ class AsrOptions:
     logprob_min: float
     compression_ratio_max: float
     fallback_temperatures: tuple[float, ...]
+    # how the model is run (pipeline/asr/decode.py): auto | fp32 | bf16 | int8 | fp16 (CUDA)
+    compute: Literal["auto", "fp32", "bf16", "int8", "fp16"] = "auto"
     hallucinations: tuple[str, ...] = ()  # filled from [lexicon] hallucinations
     redaction: RedactOptions = DEFAULT_REDACTION  # PII masking (pipeline/redact.py documents it)
 
@@ -115,6 +120,10 @@ class ProsodyOptions:
     pitch_span_st: float  # voiced frames more than this above the clip's 10th percentile pitch
     # are taken for harmonic locks (see `analyse`) and dropped
     min_voiced_frames: int  # fewer voiced frames than this: no pitch or spectral figures
+    # pitch path over band and envelope candidates (see pipeline.prosody.track)
+    envelope_lowpass_hz: float = 1000.0  # the squared band signal is band-passed up to this
+    octave_cost: float = 0.01  # per octave down: ties go to the shorter period
+    octave_jump_cost: float = 0.35  # per octave of pitch change between neighbouring frames
 
 
 @dataclass(config=_STRICT)
@@ -158,12 +167,6 @@ class AlignOptions:
     gap_penalty: float
     context_weight: float
     backchannel_max_chars: int = 8
-
-
-@dataclass(config=_STRICT)
-class DiarizeOptions:
-    min_segment_s: float
-    min_segments: int
 
 
 @dataclass(config=_STRICT)
@@ -212,7 +215,7 @@ class Config:
     clarity: ClarityOptions
     cohorts: CohortOptions
     alignment: AlignOptions
-    diarize: DiarizeOptions
+    speakers: SpeakerOptions
     lexicon: Lexicon
     sources: tuple[str, ...] = ()  # the files and variables this config was read from
 

@@ -8,10 +8,11 @@ Failure with its reason and manifest line; the other rows go on.
 
 from __future__ import annotations
 
+import codecs
 import csv
-import io
 import os
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import TypeVar
@@ -46,66 +47,118 @@ def parse_date(value: str) -> date:
     return parse_datetime(value).date()
 
 
-def _rows(manifest: Path) -> Iterator[tuple[int, dict[str | None, str | None]]]:
-    """(line, row) pairs; line is where the row ends in the file (blank lines are skipped and
-    a quoted field may span lines, so counting rows would point at the wrong line)."""
+def _check_encoding(manifest: Path) -> None:
+    """Refuse a file that is not UTF-8 before any row counts, reading it in blocks."""
+    decoder = codecs.getincrementaldecoder("utf-8-sig")()
+    line = 1
     try:
-        raw = manifest.read_bytes()
+        with manifest.open("rb") as f:
+            while block := f.read(1 << 20):
+                try:
+                    decoder.decode(block)
+                except UnicodeDecodeError as e:
+                    line += block[: e.start].count(b"\n")
+                    raise ManifestError(
+                        f"{manifest}: not UTF-8 (line {line}, byte 0x{block[e.start]:02x}); save "
+                        "it as UTF-8 CSV (Excel: CSV UTF-8)"
+                    ) from None
+                line += block.count(b"\n")
+            decoder.decode(b"", final=True)
     except OSError as e:
         raise ManifestError(f"{manifest}: cannot read: {e.strerror or e}") from None
-    try:
-        text = raw.decode("utf-8-sig")  # -sig: the BOM Excel writes
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise ManifestError(
-            f"{manifest}: not UTF-8 (line {line}, byte 0x{raw[e.start]:02x}); save it as "
-            "UTF-8 CSV (Excel: CSV UTF-8)"
-        ) from None
-    reader = csv.DictReader(io.StringIO(text, newline=""))  # csv reads CRLF and LF alike
-    try:
-        header = reader.fieldnames
-        if not header:
-            raise ManifestError(f"{manifest}: empty file, expected a header row")
-        missing = [c for c in REQUIRED if c not in header]
-        if missing:
+    except UnicodeDecodeError:
+        raise ManifestError(f"{manifest}: not UTF-8 (truncated character at the end)") from None
+
+
+def _rows(manifest: Path) -> Iterator[tuple[int, dict[str | None, str | None]]]:
+    """(line, row) pairs, streamed; line is where the row ends in the file (blank lines are
+    skipped and a quoted field may span lines, so counting rows would point at the wrong line)."""
+    with manifest.open(encoding="utf-8-sig", newline="") as f:  # -sig: the BOM Excel writes
+        reader = csv.DictReader(f)  # csv reads CRLF and LF alike
+        try:
+            header = reader.fieldnames
+            if not header:
+                raise ManifestError(f"{manifest}: empty file, expected a header row")
+            missing = [c for c in REQUIRED if c not in header]
+            if missing:
+                raise ManifestError(
+                    f"{manifest}: missing required column(s): {', '.join(missing)} "
+                    f"(header: {', '.join(header)})"
+                )
+            repeated = sorted({c for c in header if header.count(c) > 1})
+            if repeated:
+                raise ManifestError(f"{manifest}: column(s) named twice: {', '.join(repeated)}")
+            for row in reader:
+                yield reader.line_num, row
+        except csv.Error as e:
             raise ManifestError(
-                f"{manifest}: missing required column(s): {', '.join(missing)} "
-                f"(header: {', '.join(header)})"
-            )
-        repeated = sorted({c for c in header if header.count(c) > 1})
-        if repeated:
-            raise ManifestError(f"{manifest}: column(s) named twice: {', '.join(repeated)}")
-        for row in reader:
-            yield reader.line_num, row
-    except csv.Error as e:
-        raise ManifestError(
-            f"{manifest}: not a readable CSV (line {reader.line_num}): {e}"
-        ) from None
+                f"{manifest}: not a readable CSV (line {reader.line_num}): {e}"
+            ) from None
 
 
-def read_manifest(folder: str | Path) -> tuple[list[CallInput], list[Failure]]:
-    folder = Path(folder).resolve()
+@dataclass(frozen=True)
+class ManifestChunk:
+    calls: list[CallInput]
+    failures: list[Failure]  # rejected rows of this stretch of the manifest
+
+
+def _manifest_path(folder: Path) -> Path:
     manifest = folder / "manifest.csv"
     if not manifest.is_file():
         raise ManifestError(f"no manifest.csv in {folder}")
+    return manifest
+
+
+def check_manifest(folder: str | Path) -> int:
+    """Read the whole manifest once without keeping it: raise ManifestError if it is unusable
+    as a whole, else return its number of rows (for progress). Rows are judged later."""
+    manifest = _manifest_path(Path(folder).resolve())
+    _check_encoding(manifest)
+    return sum(1 for _ in _rows(manifest))
+
+
+def iter_manifest(folder: str | Path, chunk_size: int) -> Iterator[ManifestChunk]:
+    """The manifest's rows as CallInput records and Failures, `chunk_size` rows at a time.
+
+    Memory stays bounded whatever the folder size: only the call_ids seen so far are kept
+    (a repeated id is refused wherever it appears). Call check_manifest first: a file that is
+    unusable as a whole then fails before any chunk is handed out.
+    """
+    folder = Path(folder).resolve()
+    manifest = _manifest_path(folder)
     calls: list[CallInput] = []
     failures: list[Failure] = []
     first_line: dict[str, int] = {}  # call_id -> line of its first row, good or bad
-    for line, row in list(_rows(manifest)):  # list(): a bad file fails before any row counts
+    for n_rows, (line, row) in enumerate(_rows(manifest), start=1):
         values = {k: (v or "").strip() for k, v in row.items() if k}  # not None (extras), not ""
         call_id, rel = values.get("call_id") or None, values.get("path") or None
         if call_id is not None and call_id in first_line:
             # The id belongs to its first row: this row gets no `calls` row of its own.
             reason = f"duplicate call_id {call_id!r} (first on line {first_line[call_id]})"
             failures.append(Failure("manifest", reason, call_id, rel, line))
-            continue
-        if call_id is not None:
-            first_line[call_id] = line
-        try:
-            calls.append(_parse_row(folder, values))
-        except ValueError as e:
-            known = _known_fields(folder, values) if call_id is not None else None
-            failures.append(Failure("manifest", str(e), call_id, rel, line, known))
+        else:
+            if call_id is not None:
+                first_line[call_id] = line
+            try:
+                calls.append(_parse_row(folder, values))
+            except ValueError as e:
+                known = _known_fields(folder, values) if call_id is not None else None
+                failures.append(Failure("manifest", str(e), call_id, rel, line, known))
+        if n_rows % chunk_size == 0:
+            yield ManifestChunk(calls, failures)
+            calls, failures = [], []
+    if calls or failures:
+        yield ManifestChunk(calls, failures)
+
+
+def read_manifest(folder: str | Path) -> tuple[list[CallInput], list[Failure]]:
+    """The whole manifest at once (small folders, tests); runs stream it with iter_manifest."""
+    check_manifest(folder)
+    calls: list[CallInput] = []
+    failures: list[Failure] = []
+    for chunk in iter_manifest(folder, chunk_size=1024):
+        calls += chunk.calls
+        failures += chunk.failures
     return calls, failures
 
 

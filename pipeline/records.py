@@ -13,7 +13,8 @@ from typing import Literal
 
 import numpy as np
 
-from pipeline.rows import PiiSpan
+from pipeline.rows import PiiSpan, SpeakerAttribution
+from pipeline.speakers.options import CallVoices
 
 Speaker = Literal["agent", "customer"]
 ChannelLayout = Literal["agent_left", "agent_right", "mono"]
@@ -100,6 +101,22 @@ class Segment:
     start_s: float
     end_s: float
     speaker: Speaker
+
+
+@dataclass(frozen=True)
+class PreparedCall:
+    """A call ready for transcription: decoded audio and its speech segments with speakers.
+
+    A mono call carries its two voices (`voices`) and gets its segments once the chunk's mono
+    calls are attributed (pipeline/mono.py); a stereo call may carry the embedding of its agent
+    channel (`agent_embedding`), which refreshes the agent's voice print.
+    """
+
+    call: CallInput
+    audio: CallAudio
+    segments: tuple[Segment, ...]
+    voices: CallVoices | None = None
+    agent_embedding: np.ndarray | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -245,6 +262,7 @@ class CallResult:
     figures: list[UtteranceFigures]
     call_figures: CallFigures
     pii: list[PiiSpan] = field(default_factory=list)
+    attribution: SpeakerAttribution | None = None  # how the speech was given to the speakers
 
 
 @dataclass(frozen=True)

@@ -2,21 +2,26 @@
 Prefect tasks; tests and notebooks can call them directly. No SQL here: pipeline/store reads
 and writes the database.
 
-  process_call:  recording -> audio -> VAD -> transcript -> per-call metrics  (CallResult)
-  derive_tables: the stored history -> cohorts, agitation, pairs, alignment, drift  (frames)
+  prepare_call:      recording -> audio -> VAD segments  (PreparedCall; one call)
+  transcribe_chunk:  many prepared calls -> transcripts, windows batched across calls
+  measure_prepared:  audio + transcript -> per-call metrics  (CallResult; one call)
+  process_call:      the three above for one call
+  derive_tables:     the stored history -> cohorts, agitation, pairs, alignment, drift (frames)
 """
 
 from __future__ import annotations
 
 import platform
-from dataclasses import asdict, fields
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, fields, replace
 from importlib.metadata import PackageNotFoundError, version
 
+import numpy as np
 import pandas as pd
 import torch
 import whisper
 
-from pipeline import align, derive, rules
+from pipeline import align, derive, mono, rules
 from pipeline.audio import load_call
 from pipeline.config import Config
 from pipeline.metrics import measure_call
@@ -25,13 +30,15 @@ from pipeline.records import (
     CallFigures,
     CallInput,
     CallResult,
+    PreparedCall,
     Transcript,
     UtteranceFigures,
 )
 from pipeline.rows import AlignedRow, PairRow
+from pipeline.speakers import AgentChoice, SpeakerEncoder, VoicePrint
 from pipeline.store.history import History
 from pipeline.transcribe import transcribe_calls
-from pipeline.vad import find_segments
+from pipeline.vad import find_segments, speech_spans
 
 # Call-level metrics that agent_drift summarises: every numeric figure plus the derived ones.
 DRIFT_METRICS = [f.name for f in fields(CallFigures) if f.name != "call_id"] + [
@@ -45,6 +52,7 @@ DRIFT_METRICS = [f.name for f in fields(CallFigures) if f.name != "call_id"] + [
 def check_settings(config: Config) -> None:
     """Settings problems the first call would hit, found before any call is processed."""
     rules.check_rules(config.lexicon.rules, set(DRIFT_METRICS))
+    mono.service_phrases(config.lexicon, config.speakers)
 
 
 def measure(
@@ -56,27 +64,117 @@ def measure(
     )
 
 
-def process_call(
-    call: CallInput, asr_model: whisper.Whisper, vad_model: torch.nn.Module, config: Config
-) -> CallResult:
-    """All per-call stages. Raises AudioError (or another exception) for a bad recording."""
+def prepare_call(
+    call: CallInput,
+    vad_model: torch.nn.Module,
+    encoder: SpeakerEncoder,
+    config: Config,
+    embed_agent: bool = False,
+) -> PreparedCall:
+    """Decode the recording and find its speech. Raises AudioError for a bad recording.
+
+    A mono call's speech is split into its two voices (who is the agent is decided per chunk,
+    `attribute_chunk`). A stereo call's agent channel is embedded when `embed_agent` (the
+    agent's voice print still wants calls: [speakers] print_calls_max).
+    """
     audio = load_call(call.path, call.channels, config.audio)
-    segments = find_segments(audio, config.vad, vad_model, config.diarize)
-    transcript = transcribe_calls(asr_model, [(call.call_id, audio, segments)], config.asr)[
-        call.call_id
+    if audio.is_mono:
+        spans = speech_spans(audio.samples("agent"), config.vad, vad_model, audio.sr)
+        voices = mono.split_mono(audio, spans, encoder, config.speakers, call.call_id)
+        return PreparedCall(call, audio, (), voices=voices)
+    segments = find_segments(audio, config.vad, vad_model)
+    embedding = None
+    if embed_agent:
+        agent_spans = [(s.start_s, s.end_s) for s in segments if s.speaker == "agent"]
+        embedding = mono.stereo_agent_embedding(audio, agent_spans, encoder, config.speakers)
+    return PreparedCall(call, audio, tuple(segments), agent_embedding=embedding)
+
+
+def attribute_chunk(
+    prepared: Sequence[PreparedCall], prints: Mapping[str, VoicePrint], config: Config
+) -> tuple[list[PreparedCall], dict[str, VoicePrint], dict[str, AgentChoice]]:
+    """Give the chunk's mono calls their agent and customer segments (the agent's voice print,
+    or the voice that recurs across the agent's calls); refresh the prints from the chunk's
+    stereo calls. Returns the calls with segments, the prints that changed, and each mono call's
+    decision."""
+    mono_calls = [(p.call.call_id, p.call.agent_id, p.voices) for p in prepared if p.voices]
+    stereo: dict[str, list[np.ndarray | None]] = {}
+    for p in prepared:
+        if p.agent_embedding is not None:
+            stereo.setdefault(p.call.agent_id, []).append(p.agent_embedding)
+    segments, updated, choices = mono.attribute_chunk(mono_calls, prints, stereo, config.speakers)
+    calls = [
+        replace(p, segments=tuple(segments[p.call.call_id])) if p.voices else p for p in prepared
     ]
-    utts = transcript.utterances
+    return calls, updated, choices
+
+
+def needs_print(agent_id: str, prints: Mapping[str, VoicePrint], config: Config) -> bool:
+    """Whether a stereo call of this agent should still feed the agent's voice print."""
+    stored = prints.get(agent_id)
+    return (
+        stored is None
+        or stored.source != "stereo"
+        or (stored.n_calls < config.speakers.print_calls_max)
+    )
+
+
+def transcribe_chunk(
+    prepared: Sequence[PreparedCall], asr_model: whisper.Whisper, config: Config
+) -> dict[str, Transcript]:
+    """Transcripts of many calls at once: their windows share Whisper's batches. Each window
+    holds one call's speech, so a call's text does not depend on which calls it is batched with."""
+    items = [(p.call.call_id, p.audio, list(p.segments)) for p in prepared]
+    return transcribe_calls(asr_model, items, config.asr)
+
+
+def measure_prepared(
+    prepared: PreparedCall,
+    transcript: Transcript,
+    config: Config,
+    choice: AgentChoice | None = None,
+) -> CallResult:
+    """The per-call figures of a transcribed call, as the record the store saves.
+
+    A mono call decided weakly (`choice`) is settled here by the service phrases on each side's
+    text, before any figure is computed on its speakers.
+    """
+    call, audio = prepared.call, prepared.audio
+    attribution = mono.stereo_attribution(call.call_id)
+    if prepared.voices is not None and choice is not None:
+        phrases = mono.service_phrases(config.lexicon, config.speakers)
+        transcript, choice = mono.settle_by_phrases(
+            transcript, prepared.voices, choice, phrases, config.speakers
+        )
+        attribution = mono.attribution_row(call.call_id, prepared.voices, choice)
     figures, call_figures = measure(call.call_id, audio, transcript, config)
     return CallResult(
         call,
         audio.duration_s,
         audio.sha256,
         audio.layout,
-        utts,
+        transcript.utterances,
         figures,
         call_figures,
         transcript.pii,
+        attribution,
     )
+
+
+def process_call(
+    call: CallInput,
+    asr_model: whisper.Whisper,
+    vad_model: torch.nn.Module,
+    encoder: SpeakerEncoder,
+    config: Config,
+    prints: Mapping[str, VoicePrint] | None = None,
+) -> CallResult:
+    """All per-call stages for one call (a chunk of one). Raises AudioError (or another
+    exception) for a bad recording."""
+    prepared = prepare_call(call, vad_model, encoder, config)
+    [prepared], _, choices = attribute_chunk([prepared], prints or {}, config)
+    transcript = transcribe_chunk([prepared], asr_model, config)[call.call_id]
+    return measure_prepared(prepared, transcript, config, choices.get(call.call_id))
 
 
 def _call_docs(utts: pd.DataFrame, calls: pd.DataFrame) -> dict[str, align.CallDoc]:

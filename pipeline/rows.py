@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Literal
 
 
 @dataclass(frozen=True)
@@ -191,3 +192,36 @@ class AlignedRow:
     delta_pitch_vs_baseline_st: float | None
     delta_loudness_db: float | None
     delta_agitation: float | None
+
+
+# How a call's speech was given to agent and customer: "stereo" (one speaker per channel), or
+# for a mono call the rule of pipeline/speakers/options.py `Decision` that chose the agent voice.
+AttributionMethod = Literal[
+    "stereo", "voice_print", "recurrence", "phrases", "talk_share", "single_voice"
+]
+
+
+@dataclass(frozen=True)
+class SpeakerAttribution:
+    """How a processed call's speech was attributed (`speaker_attribution`, one row per call;
+    docs/METRICS.md, "Mono calls"). Weakly decided mono calls: method 'phrases', 'talk_share'
+    or 'single_voice', a small margin, or a small separation."""
+
+    call_id: str
+    method: AttributionMethod
+    margin: float | None  # cosine margin of the two voices to the agent's print; null: no print
+    separation: float | None  # d' of the call's two-voice split (0: one voice); null for stereo
+    print_calls: int | None  # calls behind the print the voices were compared with; null: none
+
+
+@dataclass(frozen=True)
+class AgentVoicePrint:
+    """An agent's voice print (`agent_voice_prints`), kept across runs: the mean speaker
+    embedding of their stereo calls' agent channel, or of the agent voice recurring across their
+    mono calls where they have no stereo call yet (pipeline/mono.py)."""
+
+    agent_id: str
+    embedding: list[float]  # 256 floats, L2-normalised GE2E embedding
+    n_calls: int  # calls it is the mean of
+    source: Literal["stereo", "recurrence"]
+    updated_at: datetime

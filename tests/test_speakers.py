@@ -1,20 +1,29 @@
-"""Mono speaker attribution (pipeline.speakers): the agent-selection rule on crafted embeddings,
-the two-voice split on crafted windows, and real mono mixes of three sample calls, as recorded
-and with the customer speaking first. The full measurement is scripts/eval_mono.py."""
+"""Mono speaker attribution (pipeline.speakers, pipeline.mono, pipeline.store.voices): the
+agent-selection rule on crafted embeddings, the two-voice split on crafted windows, chunk
+attribution and voice prints (kept in a real DuckDB file), the phrase tie-breaker after
+transcription, and real mono mixes of sample calls, as recorded and with the customer speaking
+first, through the functions the flow calls. The full measurement is scripts/eval_mono.py."""
 
 from __future__ import annotations
 
 import importlib.util
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
+from pipeline import mono, store
 from pipeline import speakers as spk
+from pipeline.config import ConfigError, default_config
+from pipeline.records import Coverage, Transcript, Utterance
+from pipeline.rows import SpeakerAttribution
 from pipeline.speakers import split as split_module
 from tests.conftest import ROOT
 
-OPTS = spk.SpeakerOptions()
+CONFIG = default_config()
+OPTS = CONFIG.speakers
+PHRASES = mono.service_phrases(CONFIG.lexicon, OPTS)
 DIM = spk.EMBED_DIM
 
 
@@ -74,7 +83,9 @@ def test_stereo_print_decides_a_single_mono_call_and_phrases_break_a_tie():
     # Two voices equally like the print: the service phrases decide, not the order.
     twin = _near(agent, 0.9, rng)
     tie = _voices("t", [twin, twin + 1e-4 * rng.normal(size=DIM)])
-    hits = {"t": spk.phrase_hits(["好的，那我等两天吧", "您好，请问有什么可以帮您"], OPTS)}
+    hits = {
+        "t": spk.phrase_hits(["好的，那我等两天吧", "您好，这里是客服，有什么可以帮您"], PHRASES)
+    }
     assert hits["t"][1] > hits["t"][0]
     ch = spk.choose_agent_voices("A", [tie], OPTS, voice_print=vp, phrase_counts=hits).choices["t"]
     assert (ch.agent_voice, ch.decided_by) == (1, "phrases")
@@ -159,9 +170,154 @@ def test_split_finds_the_voice_direction_where_plain_kmeans_splits_by_content():
     assert max(agree, 1 - agree) < 0.75
 
 
+# ----------------------------------------------------------------------------- settings
+
+
+def test_speaker_settings_are_the_speakers_section_and_phrases_come_from_the_lexicon():
+    assert isinstance(OPTS, spk.SpeakerOptions) and OPTS.phrase_lists == ("greeting",)
+    assert "您好" in PHRASES and "有什么可以帮您" in PHRASES
+    with pytest.raises(ConfigError, match="nope is not a list"):
+        mono.service_phrases(CONFIG.lexicon, replace(OPTS, phrase_lists=("greeting", "nope")))
+
+
+# ----------------------------------------------------------------------------- chunks and prints
+
+
+def _print(agent: np.ndarray, n: int, source="stereo") -> spk.VoicePrint:
+    return spk.VoicePrint("A", _unit(agent).astype(np.float32), n, source)
+
+
+def test_a_single_call_in_a_chunk_is_decided_by_the_stored_print_and_the_print_is_kept():
+    rng = np.random.default_rng(5)
+    agent = _unit(rng.normal(size=DIM))
+    call = _voices("x", [_near(agent, 0.6, rng), _near(agent, 0.95, rng)])
+    stored = {"A": _print(agent, 4)}
+    segs, new, choices = mono.attribute_chunk([("m1", "A", call)], stored, {}, OPTS)
+    ch = choices["m1"]
+    assert (ch.call_id, ch.agent_voice, ch.decided_by, ch.print_calls) == (
+        "m1",
+        1,
+        "voice_print",
+        5,
+    )
+    assert [s.speaker for s in segs["m1"]] == ["customer", "agent", "customer", "agent"]
+    assert new == {}  # a stereo print changes only with stereo calls
+    row = mono.attribution_row("m1", call, ch)
+    assert (row.method, row.print_calls, row.separation) == ("voice_print", 5, 5.0)
+    assert row.margin is not None and row.margin > 0.2
+
+
+def test_stereo_calls_of_the_chunk_update_the_print_weighted_by_calls():
+    rng = np.random.default_rng(6)
+    old, new_emb = _unit(rng.normal(size=DIM)), _unit(rng.normal(size=DIM))
+    _, new, _ = mono.attribute_chunk([], {"A": _print(old, 3)}, {"A": [new_emb, None]}, OPTS)
+    assert new["A"].n_calls == 4 and new["A"].source == "stereo"
+    np.testing.assert_allclose(new["A"].embedding, _unit(3 * old + new_emb), atol=1e-6)
+    # A recurrence print gives way to the first stereo call: stereo is the better evidence.
+    _, new, _ = mono.attribute_chunk(
+        [], {"A": _print(old, 9, "recurrence")}, {"A": [new_emb]}, OPTS
+    )
+    assert (new["A"].n_calls, new["A"].source) == (1, "stereo")
+    np.testing.assert_allclose(new["A"].embedding, new_emb, atol=1e-6)
+
+
+def test_recurrence_print_from_one_chunk_decides_a_lone_call_of_the_next():
+    rng = np.random.default_rng(7)
+    agent = _unit(rng.normal(size=DIM))
+    first = [
+        ("c1", "A", _voices("", [_near(agent, 0.93, rng), _near(agent, 0.5, rng)])),
+        ("c2", "A", _voices("", [_near(agent, 0.5, rng), _near(agent, 0.93, rng)])),
+    ]
+    _, new, choices = mono.attribute_chunk(first, {}, {}, OPTS)
+    assert {k: c.agent_voice for k, c in choices.items()} == {"c1": 0, "c2": 1}
+    assert (new["A"].source, new["A"].n_calls) == ("recurrence", 2)
+    lone = _voices("", [_near(agent, 0.5, rng), _near(agent, 0.93, rng)])
+    _, again, choices = mono.attribute_chunk([("c3", "A", lone)], new, {}, OPTS)
+    assert (choices["c3"].agent_voice, choices["c3"].decided_by) == (1, "recurrence")
+    assert again["A"].n_calls == 3
+
+
+def test_no_print_and_one_voice_falls_back_deterministically():
+    rng = np.random.default_rng(8)
+    one = _voices("", [rng.normal(size=DIM)])
+    runs = [mono.attribute_chunk([("o", "B", one)], {}, {}, OPTS) for _ in range(2)]
+    (segs, new, choices), (segs2, _, choices2) = runs
+    assert segs == segs2 and choices == choices2 and new == {}
+    assert choices["o"].decided_by == "single_voice"
+    assert {s.speaker for s in segs["o"]} == {"agent"}
+    row = mono.attribution_row("o", one, choices["o"])
+    assert (row.method, row.margin, row.print_calls) == ("single_voice", None, None)
+    with pytest.raises(ValueError, match="twice"):
+        mono.attribute_chunk([("o", "B", one), ("o", "B", one)], {}, {}, OPTS)
+
+
+def _transcript(agent_text: str, customer_text: str) -> Transcript:
+    utts = [
+        Utterance("t", 0, "customer", 0.0, 2.0, customer_text),
+        Utterance("t", 1, "agent", 2.5, 5.0, agent_text),
+    ]
+    cov = {"agent": Coverage(2.5, 2.5), "customer": Coverage(2.0, 1.0)}
+    return Transcript(utts, cov)
+
+
+def test_after_transcription_phrases_settle_a_weak_choice_and_swap_the_sides():
+    rng = np.random.default_rng(9)
+    call = _voices("t", [rng.normal(size=DIM), rng.normal(size=DIM)], speech=(40.0, 12.0))
+    weak = spk.choose_agent_voices("A", [call], OPTS).choices["t"]
+    assert (weak.agent_voice, weak.decided_by) == (0, "talk_share")
+    # The side labelled customer holds the greeting: it is the agent.
+    tr, ch = mono.settle_by_phrases(
+        _transcript("我的订单还没到", "您好，这里是客服，有什么可以帮您"), call, weak, PHRASES, OPTS
+    )
+    assert (ch.agent_voice, ch.decided_by) == (1, "phrases")
+    assert [u.speaker for u in tr.utterances] == ["agent", "customer"]
+    assert tr.coverage["agent"] == Coverage(2.0, 1.0)
+    # A choice the print made clearly stands, whatever the phrases.
+    strong = replace(weak, decided_by="voice_print", margin=0.2, similarity=(0.9, 0.7))
+    original = _transcript("我的订单还没到", "您好，这里是客服，有什么可以帮您")
+    assert mono.settle_by_phrases(original, call, strong, PHRASES, OPTS) == (original, strong)
+
+
+def test_voice_prints_and_attributions_round_trip_through_a_duckdb_file(tmp_path):
+    rng = np.random.default_rng(10)
+    a, b = _unit(rng.normal(size=DIM)), _unit(rng.normal(size=DIM))
+    db = tmp_path / "voices.duckdb"
+    con = store.connect(db)
+    store.save_voice_prints(con, {"A": _print(a, 2), "B": replace(_print(b, 5), agent_id="B")})
+    store.save_voice_prints(con, {"A": _print(b, 3)})  # replaces A, keeps B
+    store.save_attributions(
+        con,
+        [
+            mono.stereo_attribution("s1"),
+            SpeakerAttribution("m1", "talk_share", None, 3.2, None),
+            SpeakerAttribution("m2", "voice_print", 0.004, 6.0, 7),
+        ],
+    )
+    store.save_attributions(con, [SpeakerAttribution("m1", "phrases", None, 3.2, None)])
+    con.close()
+    con = store.connect(db, read_only=True)
+    try:
+        prints = store.load_voice_prints(con)
+        assert set(prints) == {"A", "B"} and set(store.load_voice_prints(con, ["B"])) == {"B"}
+        assert (prints["A"].n_calls, prints["A"].source, prints["B"].n_calls) == (3, "stereo", 5)
+        np.testing.assert_allclose(prints["A"].embedding, b, atol=1e-6)
+        assert prints["A"].embedding.shape == (DIM,)
+        rows = store.run_query(con, "SELECT * FROM speaker_attribution ORDER BY call_id")
+        assert rows["method"].tolist() == ["phrases", "voice_print", "stereo"]
+        weak = store.run_query(
+            con,
+            "SELECT call_id FROM speaker_attribution WHERE method IN "
+            "('phrases', 'talk_share', 'single_voice') OR margin < 0.01 ORDER BY call_id",
+        )
+        assert weak["call_id"].tolist() == ["m1", "m2"]
+    finally:
+        con.close()
+
+
 # ----------------------------------------------------------------------------- real audio
 
-CALLS = ("A01-E-refund", "A01-E-delivery_delay", "A01-C-billing")
+PAIR = ("A01-C-billing", "A01-C-refund")  # customers talk more than the agent in both
+PRINT_FROM = "A01-E-refund"
 
 
 def _eval_module():
@@ -173,61 +329,107 @@ def _eval_module():
 
 
 @pytest.fixture(scope="module")
-def mono_results():
-    """Stage A on the mono mixes of three of A01's calls (as recorded and customer-first),
-    stage B by recurrence across them; truth = the turn times in ground_truth.json."""
+def real(tmp_path_factory):
+    """The mono mixes of two of A01's calls, as recorded and customer-first, through
+    split_mono (truth: the script's turn times), and A01's print from a third call's stereo
+    agent channel (stereo_agent_embedding)."""
     if importlib.util.find_spec("resemblyzer") is None:
         pytest.skip("resemblyzer (speaker encoder weights) not installed")
     ev = _eval_module()
-    vad = ev.make_vad()
-    encoder = spk.load_encoder()
-    calls = ev.load_samples(only=CALLS)
-    assert sorted(c.call_id for c in calls) == sorted(CALLS)
-    out = {}
-    for variant in ("original", "customer first"):
-        vc = calls if variant == "original" else [ev.customer_first(c) for c in calls]
-        voices, truths = [], {}
-        for c in vc:
-            mono = ev.to16k(c.left + c.right, c.sr)
-            n = int(np.ceil(len(mono) / 16_000 / 0.01)) + 1
-            spans = vad(mono, 16_000)
-            truths[c.call_id] = ev.Truth(
-                ev._mask([(a, b) for a, b, who in c.turns if who == "agent"], n),
-                ev._mask([(a, b) for a, b, who in c.turns if who == "customer"], n),
-                ev._mask(spans, n),
-                tuple(spans),
+    tools = ev.Tools(CONFIG)
+    folder = tmp_path_factory.mktemp("mono")
+    calls = {c.call_id: c for c in ev.load_samples(only=(*PAIR, PRINT_FROM))}
+    cases = {
+        variant: [
+            ev.mono_case(
+                calls[cid] if variant == "original" else ev.customer_first(calls[cid]),
+                tools,
+                folder,
+                script_truth=True,
             )
-            voices.append(
-                spk.split_voices(
-                    spk.embed_call(mono, 16_000, spans, encoder, OPTS, c.call_id), OPTS
-                )
-            )
-        res = spk.choose_agent_voices("A01", voices, OPTS)
-        for v in voices:
-            segs = spk.attribute(v, res.choices[v.call_id])
-            out[(variant, v.call_id)] = (ev.score(truths[v.call_id], segs), vc)
-    return out
+            for cid in PAIR
+        ]
+        for variant in ("original", "customer first")
+    }
+    emb = ev.agent_embedding(calls[PRINT_FROM], tools)
+    return ev, tools, cases, emb, calls
+
+
+def _entries(cases):
+    return [(c.call.call_id, c.call.agent_id, c.voices) for c in cases]
 
 
 @pytest.mark.parametrize("variant", ["original", "customer first"])
-@pytest.mark.parametrize("call_id", CALLS)
-def test_mono_mix_is_attributed_right_and_the_agent_is_not_swapped(mono_results, variant, call_id):
-    score, _ = mono_results[(variant, call_id)]
-    assert not score.swapped
-    assert score.accuracy >= 0.90, f"{call_id} {variant}: {score.accuracy:.3f}"
+def test_two_mono_calls_of_an_agent_are_attributed_right_without_any_print(real, variant):
+    ev, _, cases, _, _ = real
+    segs, new, choices = mono.attribute_chunk(_entries(cases[variant]), {}, {}, OPTS)
+    assert new["A01"].source == "recurrence" and new["A01"].n_calls == 2
+    for c in cases[variant]:
+        cid = c.call.call_id
+        s = ev.score(c.truth, segs[cid])
+        assert choices[cid].decided_by == "recurrence"
+        assert not s.swapped and s.accuracy >= 0.90, (cid, variant, s)
 
 
-def test_customer_first_variant_opens_with_the_customer_and_keeps_all_speech(mono_results):
-    _, calls = mono_results[("customer first", CALLS[0])]
-    ev = sys.modules["eval_mono"]
-    for c, orig in zip(calls, ev.load_samples(only=CALLS), strict=True):
+@pytest.mark.parametrize("variant", ["original", "customer first"])
+def test_a_lone_mono_call_is_decided_by_the_print_stored_from_another_stereo_call(
+    real, variant, tmp_path
+):
+    ev, _, cases, emb, _ = real
+    assert emb is not None and emb.shape == (DIM,)
+    _, built, _ = mono.attribute_chunk([], {}, {"A01": [emb]}, OPTS)
+    con = store.connect(tmp_path / "prints.duckdb")
+    store.save_voice_prints(con, built)
+    prints = store.load_voice_prints(con, ["A01"])
+    con.close()
+    for c in cases[variant]:
+        cid = c.call.call_id
+        segs, new, choices = mono.attribute_chunk(_entries([c]), prints, {}, OPTS)
+        s = ev.score(c.truth, segs[cid])
+        assert choices[cid].decided_by == "voice_print" and new == {}
+        assert choices[cid].margin > OPTS.print_margin
+        assert not s.swapped and s.accuracy >= 0.90, (cid, variant, s)
+
+
+def test_one_speaker_alone_without_a_print_is_attributed_the_same_every_time(real, tmp_path):
+    """The agent channel alone, read as a mono call: no print, nothing to compare with."""
+    ev, tools, _, _, calls = real
+    call = calls[PAIR[0]]
+    alone = ev.StereoCall(
+        call.call_id, "Z9", call.sr, call.left, np.zeros_like(call.right), call.turns
+    )
+    case = ev.mono_case(alone, tools, tmp_path, script_truth=True)
+    again = mono.split_mono(case.audio, case.spans, tools.encoder, OPTS)
+    runs = [mono.attribute_chunk([("z", "Z9", v)], {}, {}, OPTS) for v in (case.voices, again)]
+    assert runs[0][0] == runs[1][0] and runs[0][2] == runs[1][2]
+    assert runs[0][2]["z"].decided_by in ("single_voice", "talk_share")
+    speech = sum(b - a for a, b in case.spans)
+    covered = sum(s.end_s - s.start_s for s in runs[0][0]["z"])
+    assert covered == pytest.approx(speech, abs=0.05 * speech)  # all speech kept, none dropped
+
+
+def test_find_segments_still_attributes_a_mono_call_on_its_own(real):
+    from pipeline.vad import find_segments
+
+    _, tools, cases, _, _ = real
+    c = cases["original"][0]
+    segs = find_segments(c.audio, CONFIG.vad, tools.vad_model, CONFIG.speakers, tools.encoder)
+    assert {s.speaker for s in segs} == {"agent", "customer"}
+    with pytest.raises(ValueError, match=r"\[speakers\]"):
+        find_segments(c.audio, CONFIG.vad, tools.vad_model)
+
+
+def test_customer_first_variant_opens_with_the_customer_and_keeps_all_speech(real):
+    ev, _, cases, _, calls = real
+    for case in cases["customer first"]:
+        c, orig = case.call, calls[case.call.call_id]
         assert sorted(c.turns)[0][2] == "customer"
         assert sorted(orig.turns)[0][2] == "agent"
-        talk = lambda call, who: sum(e - s for s, e, w in call.turns if w == who)  # noqa: E731
+        talk = lambda call, who: sum(t[1] - t[0] for t in call.turns if t[2] == who)  # noqa: E731
         assert talk(c, "agent") == pytest.approx(talk(orig, "agent"), abs=1e-6)
         assert talk(c, "customer") == pytest.approx(talk(orig, "customer"), abs=1e-6)
         # The moved greeting sits where the turn times say: the left channel is loud there.
-        g0, g1 = next((s, e) for s, e, w in sorted(c.turns) if w == "agent")
+        g0, g1 = next((t[0], t[1]) for t in sorted(c.turns) if t[2] == "agent")
         seg = c.left[int(g0 * c.sr) : int(g1 * c.sr)]
         gap = c.left[int((g0 - 0.5) * c.sr) : int((g0 - 0.1) * c.sr)]
         assert np.sqrt(np.mean(seg**2)) > 10 * np.sqrt(np.mean(gap**2))

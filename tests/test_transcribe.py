@@ -28,7 +28,7 @@ ASR = CONFIG.asr
 
 
 def _segments(audio: CallAudio) -> list[Segment]:
-    return find_segments(audio, CONFIG.vad, load_vad_model(), CONFIG.diarize)
+    return find_segments(audio, CONFIG.vad, load_vad_model())
 
 
 def _audio(seconds: float) -> CallAudio:

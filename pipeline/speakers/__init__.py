@@ -1,68 +1,88 @@
 """Who speaks when on a mono call, and which voice is the agent: speaker embeddings, not order.
 
-A mono recording mixes agent and customer on one channel. This module replaces the MFCC + pitch
-k-means heuristic of pipeline.diarize (which also took the first speaker as the agent) with two
-stages that fit a batch flow:
+A mono recording mixes agent and customer on one channel. This package replaces the MFCC +
+pitch k-means heuristic that took the first speaker as the agent, with two stages that fit a
+chunked batch flow (pipeline/mono.py is what the flow calls; settings: [speakers],
+`SpeakerOptions`; measured: scripts/eval_mono.py):
 
-Stage A, per call (`embed_call` then `split_voices`): speaker embeddings of overlapping windows
-  of the call's VAD speech, from the GE2E speaker encoder whose weights ship inside the
-  `resemblyzer` wheel (resemblyzer/pretrained.pt; loaded here directly, so resemblyzer's own
-  imports, webrtcvad among them, are never needed). The windows are split into two voices
-  (or judged one voice), the split is carried down to 10 ms frames, and each voice keeps its
-  mean embedding (`CallVoices`).
+Stage A, per call (`embed_call` then `split_voices`; pipeline.mono.split_mono): speaker
+  embeddings of overlapping windows of the call's VAD speech, from the GE2E speaker encoder
+  whose weights ship inside the `resemblyzer` wheel (resemblyzer/pretrained.pt; loaded here
+  directly, so resemblyzer's own imports, webrtcvad among them, are never needed). The windows
+  are split into two voices (or judged one voice), the split is carried down to 10 ms frames,
+  and each voice keeps its mean embedding (`CallVoices`).
 
-Stage B, per agent, once the agent's calls of a chunk are embedded (`choose_agent_voices`): in
-  each call the agent is the voice closest to the agent's voice print. The print comes from
-  the agent's stereo calls (agent channel, `voice_print_from_stereo`) where there are any;
-  otherwise from recurrence: the agent is the one voice heard in every one of the agent's calls
-  while customers change from call to call. Service phrases (您好, 请问, 有什么可以帮您, ...)
-  counted on each voice's transcript break a tie only (`phrase_hits`). Who speaks first plays
-  no part. `attribute` then turns a call's voices and the choice into `Segment`s.
+Stage B, per agent, once the agent's calls of a chunk are embedded (`choose_agent_voices`;
+  pipeline.mono.attribute_chunk): in each call the agent is the voice closest to the agent's
+  voice print. The print comes from the agent's stereo calls (agent channel,
+  `voice_print_from_stereo`) where there are any; otherwise from recurrence: the agent is the
+  one voice heard in every one of the agent's calls while customers change from call to call.
+  Service phrases (the [lexicon] lists [speakers] phrase_lists names) counted on each voice's
+  transcript break a tie (`phrase_hits`). Who speaks first plays no part. `attribute` then
+  turns a call's voices and the choice into `Segment`s.
 
 Why the split works on near-identical voices: GE2E windows of one voice vary with what is said
 more than two voices differ, so a plain k-means on the embeddings often splits by content.
 The split is therefore made in a discriminant space: directions in which windows of the same
 VAD span a short time apart (nearly always one voice) differ little, while the call as a whole
 varies much (a generalised eigenproblem, like LDA with time adjacency as the label).
-Measured figures: scripts/eval_mono.py.
-
-How a batch flow calls it (the encoder is loaded once per worker, like the VAD model):
-
-    encoder = load_encoder()
-    # per mono call (after VAD on the mix):
-    voices = split_voices(embed_call(x, sr, spans, encoder, options, call_id), options)
-    # per stereo call of an agent (optional; after VAD on the agent channel):
-    emb = embed_speech(agent_channel, sr, agent_spans, encoder, options)   # (256,) or None
-    # per agent, once the chunk's calls are through stage A:
-    vp = voice_print_from_stereo(agent_id, stereo_embs)                    # or None
-    res = choose_agent_voices(agent_id, mono_voices_of_agent, options, vp) # AgentVoices
-    segments = attribute(voices, res.choices[call_id])                     # list[Segment]
 """
 
-from pipeline.speakers.choose import (
-    attribute,
-    choose_agent_voices,
-    phrase_hits,
-    voice_print_from_stereo,
-)
-from pipeline.speakers.encoder import (
-    SpeakerEncoder,
-    bundled_weights,
-    embed_call,
-    embed_speech,
-    load_encoder,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from pipeline.speakers.options import (
     EMBED_DIM,
     AgentChoice,
     AgentVoices,
     CallVoices,
     CallWindows,
+    Decision,
+    PrintSource,
     SpeakerOptions,
     VoicePrint,
     VoiceTurn,
 )
-from pipeline.speakers.split import split_voices
+
+if TYPE_CHECKING:
+    from pipeline.speakers.choose import (
+        attribute,
+        choose_agent_voices,
+        phrase_hits,
+        voice_print_from_stereo,
+    )
+    from pipeline.speakers.encoder import (
+        SpeakerEncoder,
+        bundled_weights,
+        embed_call,
+        embed_speech,
+        load_encoder,
+    )
+    from pipeline.speakers.split import split_voices
+
+# The stages load torch, librosa and scipy: imported on first use, so that pipeline.config
+# (which imports SpeakerOptions) stays light.
+_STAGES = {
+    "attribute": "choose",
+    "choose_agent_voices": "choose",
+    "phrase_hits": "choose",
+    "voice_print_from_stereo": "choose",
+    "SpeakerEncoder": "encoder",
+    "bundled_weights": "encoder",
+    "embed_call": "encoder",
+    "embed_speech": "encoder",
+    "load_encoder": "encoder",
+    "split_voices": "split",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _STAGES:
+        return getattr(importlib.import_module(f"pipeline.speakers.{_STAGES[name]}"), name)
+    raise AttributeError(f"module 'pipeline.speakers' has no attribute {name!r}")
+
 
 __all__ = [
     "EMBED_DIM",
@@ -70,6 +90,8 @@ __all__ = [
     "AgentVoices",
     "CallVoices",
     "CallWindows",
+    "Decision",
+    "PrintSource",
     "SpeakerEncoder",
     "SpeakerOptions",
     "VoicePrint",

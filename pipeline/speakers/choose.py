@@ -31,9 +31,10 @@ def voice_print_from_stereo(
     return VoicePrint(agent_id, unit(np.mean(vecs, axis=0)), len(vecs), "stereo")
 
 
-def phrase_hits(texts_by_voice: Sequence[str], options: SpeakerOptions) -> tuple[int, ...]:
-    """Service phrases heard on each voice (their transcripts joined): the tie-breaker's input."""
-    return tuple(sum(t.count(p) for p in options.service_phrases) for t in texts_by_voice)
+def phrase_hits(texts_by_voice: Sequence[str], phrases: Sequence[str]) -> tuple[int, ...]:
+    """Service phrases heard on each voice (their transcripts joined): the tie-breaker's input.
+    `phrases`: pipeline.mono.service_phrases (the [lexicon] lists [speakers] names)."""
+    return tuple(sum(t.count(p) for p in phrases) for t in texts_by_voice)
 
 
 def _choose(
@@ -42,16 +43,17 @@ def _choose(
     options: SpeakerOptions,
     decided_by: Decision,
     hits: tuple[int, ...] | None,
+    print_calls: int,
 ) -> AgentChoice:
     if call.n_voices < 2:
         sim = tuple(float(c @ ref) for c in call.centroids)
-        return AgentChoice(call.call_id, 0, sim, 0.0, "single_voice")
+        return AgentChoice(call.call_id, 0, sim, 0.0, "single_voice", print_calls)
     sim = (float(call.centroids[0] @ ref), float(call.centroids[1] @ ref))
     agent = int(sim[1] > sim[0])
     margin = abs(sim[0] - sim[1])
     if margin < options.print_margin and hits is not None and hits[0] != hits[1]:
         agent, decided_by = int(hits[1] > hits[0]), "phrases"
-    return AgentChoice(call.call_id, agent, sim, margin, decided_by)
+    return AgentChoice(call.call_id, agent, sim, margin, decided_by, print_calls)
 
 
 def _recurrence_print(
@@ -99,8 +101,9 @@ def choose_agent_voices(
     """Stage B, per agent: which voice of each of the agent's mono calls is the agent.
 
     Pass all of the agent's mono calls of the chunk together: the agent is the voice that
-    recurs across them. `voice_print` (from the agent's stereo calls, `voice_print_from_stereo`)
-    seeds and anchors that search; without one it needs two or more calls. `phrase_counts`
+    recurs across them. `voice_print` (from the agent's stereo calls, `voice_print_from_stereo`,
+    or a recurrence print kept from earlier calls) seeds and anchors that search, counting as
+    `n_calls` votes; without one it needs two or more calls. `phrase_counts`
     (call_id -> `phrase_hits` per voice) decide only where the two voices' similarities to the
     print differ by less than `options.print_margin`, and alone where there is neither a print
     nor a second call; failing all, the voice that talks more is the agent ("talk_share").
@@ -108,20 +111,17 @@ def choose_agent_voices(
     """
     phrase_counts = phrase_counts or {}
     ref = _recurrence_print(calls, voice_print)
-    decided_by: Decision = "voice_print" if voice_print is not None else "recurrence"
+    stereo = voice_print is not None and voice_print.source == "stereo"
+    decided_by: Decision = "voice_print" if stereo else "recurrence"
+    behind = sum(c.n_voices >= 1 for c in calls) + (voice_print.n_calls if voice_print else 0)
     used = None
-    if ref is not None:
-        used = VoicePrint(
-            agent_id,
-            ref,
-            len(calls) + (voice_print.n_calls if voice_print else 0),
-            "stereo" if voice_print is not None else "recurrence",
-        )
+    if ref is not None:  # the reference compared with; "stereo": anchored by a stereo print
+        used = VoicePrint(agent_id, ref, behind, "stereo" if stereo else "recurrence")
     choices: dict[str, AgentChoice] = {}
     for c in calls:
         hits = phrase_counts.get(c.call_id)
         if ref is not None:
-            choices[c.call_id] = _choose(c, ref, options, decided_by, hits)
+            choices[c.call_id] = _choose(c, ref, options, decided_by, hits, behind)
         elif c.n_voices < 2:
             choices[c.call_id] = AgentChoice(c.call_id, 0, (), 0.0, "single_voice")
         elif hits is not None and hits[0] != hits[1]:

@@ -1,4 +1,5 @@
-"""Speaker attribution on mono calls: its settings and typed records (see __init__)."""
+"""Speaker attribution on mono calls: its settings ([speakers]) and typed records (see
+__init__). Light on purpose (numpy and pydantic only): pipeline.config imports it."""
 
 from __future__ import annotations
 
@@ -7,49 +8,47 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
+from pydantic import ConfigDict
+from pydantic.dataclasses import dataclass as settings
 
 ENCODER_SR = 16_000
 MEL_HOP_S = 0.01  # GE2E: 40 mel bands, 25 ms window, 10 ms hop, power spectrogram (not log)
 FRAME_S = 0.01  # resolution of the voice labels
 EMBED_DIM = 256
 
+# How a mono call's agent voice was chosen (docs/METRICS.md, "Mono calls"):
+#   voice_print   closest to the agent's print from their stereo calls
+#   recurrence    the voice that recurs across the agent's mono calls (this chunk's, and the
+#                 recurrence print stored from earlier chunks)
+#   phrases       service phrases on each voice's transcript (a print tie, or no print)
+#   talk_share    no print, no second call, no phrase difference: the voice that talks more
+#   single_voice  only one voice found: all speech is the agent's
 Decision = Literal["voice_print", "recurrence", "phrases", "talk_share", "single_voice"]
+PrintSource = Literal["stereo", "recurrence"]
 
 
-@dataclass(frozen=True)
+@settings(config=ConfigDict(extra="forbid", frozen=True))
 class SpeakerOptions:
-    """Knobs of mono speaker attribution (to move into pipeline/config.py as [speakers])."""
+    """[speakers] of callreview.toml, which documents each knob and its default (loaded by
+    pipeline.config.load_config like the other sections: `config.speakers`)."""
 
-    window_s: float = 1.6  # GE2E partial-utterance length (what the encoder was trained on)
-    hop_s: float = 0.4  # step between windows inside a VAD span
-    min_window_s: float = 0.5  # spans shorter than this are not embedded (labelled by neighbours)
-    level_dbfs: float = (
-        -30.0
-    )  # speech is scaled to this RMS before embedding (as resemblyzer does)...
-    level_per: Literal["call", "window"] = "call"  # ...the call's speech as a whole, or each window
-    pair_gap_s: float = 0.8  # windows this far apart in one span are taken as one voice...
-    pair_quantile: float = 0.5  # ...when their difference is among the smaller half of such pairs
-    shrinkage: float = 0.4  # regularises the within-voice scatter (share of its mean variance)
-    n_dims: int = 3  # discriminant directions the two voices are split in
-    n_init: int = 10  # k-means restarts
-    # Two voice centroids closer than this cosine: one voice. Off by default: on the sample calls
-    # one voice split in two gave cosines 0.88-0.98 and two real voices 0.64-0.97 (no gap).
-    one_voice_cosine: float | None = None
-    min_turn_s: float = 0.3  # shorter label runs are merged into their neighbours
-    print_margin: float = 0.01  # a cosine margin smaller than this is a tie (phrases decide)
-    batch_windows: int = 128  # windows per encoder batch
-    service_phrases: tuple[str, ...] = (
-        "您好",
-        "请问",
-        "有什么可以帮您",
-        "很高兴为您服务",
-        "感谢您的来电",
-        "客服",
-        "帮您查",
-        "请您稍等",
-        "还有什么问题",
-        "祝您生活愉快",
-    )
+    window_s: float
+    hop_s: float
+    min_window_s: float
+    level_dbfs: float
+    level_per: Literal["call", "window"]
+    pair_gap_s: float
+    pair_quantile: float
+    shrinkage: float
+    n_dims: int
+    n_init: int
+    one_voice_cosine: float  # 1.0 or more: never judged one voice
+    min_turn_s: float
+    batch_windows: int
+    print_max_speech_s: float
+    print_calls_max: int  # stereo calls an agent's print is built from; later ones are not embedded
+    print_margin: float
+    phrase_lists: tuple[str, ...]  # names of [lexicon] phrases lists: the tie-breaker
 
 
 # ----------------------------------------------------------------------------- records
@@ -98,8 +97,8 @@ class VoicePrint:
 
     agent_id: str
     embedding: np.ndarray  # (256,)
-    n_calls: int
-    source: Literal["stereo", "recurrence"]
+    n_calls: int  # calls it is the mean of (stereo calls' agent channels, or mono votes)
+    source: PrintSource  # a stereo print is never mixed with mono votes
 
 
 @dataclass(frozen=True)
@@ -109,8 +108,9 @@ class AgentChoice:
     call_id: str
     agent_voice: int  # index into CallVoices.centroids; the other voice is the customer
     similarity: tuple[float, ...]  # cosine of each voice to the agent's print
-    margin: float  # similarity of the chosen voice minus the other's (0 for one voice)
+    margin: float  # |cosine difference| of the two voices to the print (0: no print, one voice)
     decided_by: Decision
+    print_calls: int = 0  # calls behind the print that was compared with (0: none)
 
 
 @dataclass(frozen=True)

@@ -138,7 +138,7 @@ def _two_way_split(w: CallWindows, options: SpeakerOptions) -> tuple[np.ndarray,
     labels = _kmeans2(proj, options.n_init)
     if labels.min() == labels.max():
         return None
-    if options.one_voice_cosine is not None:
+    if options.one_voice_cosine < 1.0:  # 1.0: never one voice (cosines of means stay below)
         c0 = unit(w.embeddings[labels == 0].mean(0))
         c1 = unit(w.embeddings[labels == 1].mean(0))
         if float(c0 @ c1) > options.one_voice_cosine:

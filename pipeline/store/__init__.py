@@ -6,6 +6,7 @@ writes.py   what a run writes: runs, calls, failures, derived tables
 history.py  what a run reads back: done calls, the base tables, the drift summary
 reads.py    what the calibration report reads
 calibration.py  calibration sessions: imported scores and files, the agreement reads
+voices.py   agents' voice prints (kept across runs) and how each call's speech was attributed
 """
 
 from pipeline.store import reads
@@ -21,11 +22,13 @@ from pipeline.store.db import (
 from pipeline.store.history import History, done_calls, load_history, top_drift
 from pipeline.store.schema import DERIVED_TABLES, TABLES, schema_sql
 from pipeline.store.snapshot import open_for_run, publish, working_path
+from pipeline.store.voices import load_voice_prints, save_attributions, save_voice_prints
 from pipeline.store.writes import (
     finish_run,
     mark_interrupted_runs,
     replace_derived,
     save_call,
+    save_chunk,
     save_failed_call,
     start_run,
     write_failures,
@@ -41,6 +44,7 @@ __all__ = [
     "done_calls",
     "finish_run",
     "load_history",
+    "load_voice_prints",
     "mark_interrupted_runs",
     "open_for_run",
     "publish",
@@ -48,8 +52,11 @@ __all__ = [
     "replace_derived",
     "replace_table",
     "run_query",
+    "save_attributions",
     "save_call",
+    "save_chunk",
     "save_failed_call",
+    "save_voice_prints",
     "schema_sql",
     "start_run",
     "to_json",

@@ -1,7 +1,8 @@
 """The DuckDB schema, generated from the typed records in pipeline/records.py.
 
 Base tables are written per call and keyed by call_id (a re-run replaces a call's rows):
-  call_log, utterance_log, call_figures
+  call_log, utterance_log, call_figures, speaker_attribution
+Voice prints are kept across runs, one row per agent: agent_voice_prints.
 Derived tables are recomputed from the whole history on every run:
   call_derived, utterance_derived, agent_baselines, agent_drift, call_pairs, aligned_utterances
 Run bookkeeping: runs, failures.
@@ -55,6 +56,8 @@ def _sql_type(hint: object) -> str:
         return _sql_type(args[0])  # X | None: nullable X
     if typing.get_origin(hint) is typing.Literal:
         return "VARCHAR"
+    if typing.get_origin(hint) is list:
+        return _sql_type(args[0]) + "[]"
     return _SQL_TYPES[hint]  # type: ignore[index]
 
 
@@ -67,6 +70,8 @@ TABLES: tuple[Table, ...] = (
     ),
     Table("call_figures", (records.CallFigures,), ("call_id",)),
     Table("pii_spans", (rows.PiiSpan,), ("call_id", "utterance_id", "start_char")),
+    Table("speaker_attribution", (rows.SpeakerAttribution,), ("call_id",)),
+    Table("agent_voice_prints", (rows.AgentVoicePrint,), ("agent_id",)),  # kept across runs
     Table("call_derived", (rows.CallDerived,), ("call_id",), derived=True),
     Table("utterance_derived", (rows.UtteranceDerived,), ("call_id", "utterance_id"), derived=True),
     Table("agent_baselines", (rows.AgentBaseline,), ("agent_id",), derived=True),

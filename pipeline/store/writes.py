@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, replace
 from datetime import datetime
 
@@ -10,8 +11,10 @@ import pandas as pd
 
 from pipeline.records import CallInput, CallResult, Failure, KnownFields
 from pipeline.rows import CallRow, FailureRow, RunRow
+from pipeline.speakers.options import VoicePrint
 from pipeline.store.db import replace_table, to_json, transaction, write_frame
 from pipeline.store.schema import DERIVED_TABLES
+from pipeline.store.voices import write_voice_prints
 
 
 def start_run(con: duckdb.DuckDBPyConnection, run: RunRow) -> None:
@@ -70,6 +73,51 @@ def _call_row(
     )
 
 
+def _write_calls(
+    con: duckdb.DuckDBPyConnection,
+    results: Sequence[CallResult],
+    run_id: str,
+    pipeline_version: str | None,
+    asr_model: str | None,
+) -> None:
+    """Replace these calls' rows in the base tables (inside the caller's transaction)."""
+    if not results:
+        return
+    ids = [r.call.call_id for r in results]
+    utt = pd.DataFrame([asdict(u) for r in results for u in r.utterances])
+    fig = pd.DataFrame([asdict(f) for r in results for f in r.figures])
+    rows = utt.merge(fig, on=["call_id", "utterance_id"]) if len(utt) else utt
+    call_rows = [
+        replace(
+            _call_row(r.call.call_id, r.call, r.call.rel_path, run_id, "ok", result=r),
+            pipeline_version=pipeline_version,
+            asr_model=asr_model,
+        )
+        for r in results
+    ]
+    for table in ("utterance_log", "pii_spans"):
+        con.execute(f"DELETE FROM {table} WHERE call_id IN (SELECT unnest(?::VARCHAR[]))", [ids])
+    write_frame(con, "utterance_log", rows)
+    write_frame(con, "pii_spans", pd.DataFrame([asdict(s) for r in results for s in r.pii]))
+    write_frame(
+        con,
+        "call_figures",
+        pd.DataFrame([asdict(r.call_figures) for r in results]),
+        replace_key="call_id",
+    )
+    write_frame(
+        con, "call_log", pd.DataFrame([asdict(r) for r in call_rows]), replace_key="call_id"
+    )
+
+
+def _write_failed_calls(
+    con: duckdb.DuckDBPyConnection, failed: Sequence[tuple[CallInput, str]], run_id: str
+) -> None:
+    """Calls that failed keep a `calls` row with status 'failed' and their reason."""
+    rows = [asdict(_call_row(c.call_id, c, c.rel_path, run_id, "failed", e)) for c, e in failed]
+    write_frame(con, "call_log", pd.DataFrame(rows), replace_key="call_id")
+
+
 def save_call(
     con: duckdb.DuckDBPyConnection,
     result: CallResult,
@@ -77,41 +125,56 @@ def save_call(
     pipeline_version: str | None = None,
     asr_model: str | None = None,
 ) -> None:
-    """Replace this call's rows in the base tables, in one transaction; the call's row records
+    """Replace one call's rows in the base tables, in one transaction; the call's row records
     the pipeline and model versions that produced them."""
-    utt = pd.DataFrame([asdict(u) for u in result.utterances])
-    fig = pd.DataFrame([asdict(f) for f in result.figures])
-    rows = utt.merge(fig, on=["call_id", "utterance_id"]) if len(utt) else utt
-    call = result.call
-    row = _call_row(call.call_id, call, call.rel_path, run_id, "ok", result=result)
-    row = replace(row, pipeline_version=pipeline_version, asr_model=asr_model)
-    call_row = pd.DataFrame([asdict(row)])
     with transaction(con):
-        con.execute("DELETE FROM utterance_log WHERE call_id = ?", [result.call.call_id])
-        con.execute("DELETE FROM pii_spans WHERE call_id = ?", [result.call.call_id])
-        write_frame(con, "utterance_log", rows)
-        write_frame(con, "pii_spans", pd.DataFrame([asdict(s) for s in result.pii]))
-        write_frame(
-            con, "call_figures", pd.DataFrame([asdict(result.call_figures)]), replace_key="call_id"
-        )
-        write_frame(con, "call_log", call_row, replace_key="call_id")
+        _write_calls(con, [result], run_id, pipeline_version, asr_model)
 
 
 def save_failed_call(
     con: duckdb.DuckDBPyConnection, call: CallInput, run_id: str, error: str
 ) -> None:
-    """A call that failed keeps a `calls` row with status 'failed' and its reason."""
-    row = _call_row(call.call_id, call, call.rel_path, run_id, "failed", error)
-    write_frame(con, "call_log", pd.DataFrame([asdict(row)]), replace_key="call_id")
+    _write_failed_calls(con, [(call, error)], run_id)
+
+
+def save_chunk(
+    con: duckdb.DuckDBPyConnection,
+    run_id: str,
+    results: Sequence[CallResult],
+    failed: Sequence[tuple[CallInput, str]],
+    failures: Sequence[Failure],
+    prints: Mapping[str, VoicePrint] | None = None,
+    pipeline_version: str | None = None,
+    asr_model: str | None = None,
+) -> None:
+    """Everything one chunk of a run produced, in one transaction: its processed calls (with how
+    their speech was attributed), its failed calls, its failures (manifest rows and processing
+    errors) and the voice prints it refreshed. A crash before the commit leaves the chunk wholly
+    unstored, so a re-run redoes exactly that chunk."""
+    with transaction(con):
+        _write_calls(con, results, run_id, pipeline_version, asr_model)
+        _write_failed_calls(con, failed, run_id)
+        _write_failures(con, run_id, failures)
+        write_voice_prints(con, prints or {})
 
 
 # What makes two failures the same one: a re-run that meets it again updates its row.
 FAILURE_KEY = ("stage", "call_id", "path", "manifest_line", "reason")
 
 
-def write_failures(con: duckdb.DuckDBPyConnection, run_id: str, failures: list[Failure]) -> None:
-    """Record failed inputs, in one transaction: one row per distinct failure, whose run_id and
-    failed_at move to this run when it is met again (a re-run adds no rows).
+def write_failures(
+    con: duckdb.DuckDBPyConnection, run_id: str, failures: Sequence[Failure]
+) -> None:
+    """Record failed inputs, in one transaction (see _write_failures)."""
+    with transaction(con):
+        _write_failures(con, run_id, failures)
+
+
+def _write_failures(
+    con: duckdb.DuckDBPyConnection, run_id: str, failures: Sequence[Failure]
+) -> None:
+    """One row per distinct failure, whose run_id and failed_at move to this run when it is met
+    again (a re-run adds no rows).
 
     A rejected manifest row whose call_id is its own (Failure.known) also keeps a `calls` row
     with status 'failed' and the reason, unless that call is stored ok: a bad row never
@@ -134,21 +197,20 @@ def write_failures(con: duckdb.DuckDBPyConnection, run_id: str, failures: list[F
         for f in failures
         if f.known and f.call_id
     }
-    with transaction(con):
-        con.register("_new_failures", rows)
-        try:
-            con.execute(f"DELETE FROM failures f USING _new_failures n WHERE {same}")
-        finally:
-            con.unregister("_new_failures")
-        write_frame(con, "failures", rows)
-        if calls:
-            ok = con.execute(
-                "SELECT call_id FROM call_log WHERE status = 'ok' AND call_id IN "
-                "(SELECT unnest(?::VARCHAR[]))",
-                [list(calls)],
-            ).fetchall()
-            keep = [asdict(r) for r in calls.values() if (r.call_id,) not in ok]
-            write_frame(con, "call_log", pd.DataFrame(keep), replace_key="call_id")
+    con.register("_new_failures", rows)
+    try:
+        con.execute(f"DELETE FROM failures f USING _new_failures n WHERE {same}")
+    finally:
+        con.unregister("_new_failures")
+    write_frame(con, "failures", rows)
+    if calls:
+        ok = con.execute(
+            "SELECT call_id FROM call_log WHERE status = 'ok' AND call_id IN "
+            "(SELECT unnest(?::VARCHAR[]))",
+            [list(calls)],
+        ).fetchall()
+        keep = [asdict(r) for r in calls.values() if (r.call_id,) not in ok]
+        write_frame(con, "call_log", pd.DataFrame(keep), replace_key="call_id")
 
 
 def replace_derived(con: duckdb.DuckDBPyConnection, frames: dict[str, pd.DataFrame]) -> None:
