@@ -29,6 +29,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -51,6 +52,7 @@ GAP_RANGE_S = (1.0, 3.0)
 NOISE_DBFS = -60.0
 NOISE_TEST_S = 20.0
 WARMUP_S = 10.0
+CHUNK_CALLS = 16  # calls transcribed together by systems that batch across calls (run.chunk_calls)
 LOAD_WARNING = 2.5  # 1-minute load average above this: timings are not trustworthy
 
 DOMAINS = ("read", "customer_service", "sample_calls")
@@ -81,8 +83,14 @@ class Transcriber(Protocol):
         ...
 
 
+def transcribe_each(t: Transcriber, calls: list[dict[str, np.ndarray]]) -> list[dict[str, str]]:
+    """Systems without cross-call batching take a chunk one call at a time."""
+    return [t.transcribe(c) for c in calls]
+
+
 class Callreview:
-    """Our stage: silero VAD per channel, utterances packed into 30 s windows, batched decode."""
+    """Our transcription stage, as a run does it: silero VAD per channel, each speaker's speech
+    packed into 30 s windows, the windows of a whole chunk of calls decoded in shared batches."""
 
     def __init__(self, threads: int) -> None:
         self.threads = threads
@@ -91,39 +99,55 @@ class Callreview:
         import torch
 
         torch.set_num_threads(self.threads)  # pipeline.vad keeps the count it finds at import
+        from types import SimpleNamespace
+
         import pipeline.transcribe
         from pipeline.asr import load_asr_model
-        from pipeline.text import to_simplified
-        from pipeline.vad import find_segments
+        from pipeline.config import default_config
+        from pipeline.vad import find_segments, load_vad_model
 
         # Score the words, not the privacy rule: PII masking would turn a correctly heard
         # 7+ digit run into "<NUM>", which no reference contains. Nothing else changes.
-        pipeline.transcribe.normalise = lambda text: to_simplified(text).strip()
+        pipeline.transcribe.redact_utterances = lambda timed, options: [
+            SimpleNamespace(text=u[3], spans=()) for u in timed
+        ]
+        self.config = default_config()
         self.find_segments = find_segments
         self.transcribe_calls = pipeline.transcribe.transcribe_calls
+        self.vad = load_vad_model()
         self.model = load_asr_model(None, "cpu", models_dir())
 
     def transcribe(self, channels: dict[str, np.ndarray]) -> dict[str, str]:
+        return self.transcribe_batch([channels])[0]
+
+    def transcribe_batch(self, calls: list[dict[str, np.ndarray]]) -> list[dict[str, str]]:
         from pipeline.records import CallAudio
 
         empty = np.zeros(0, dtype=np.float32)  # a one-channel call: nothing on the other side
-        agent, customer = channels.get("agent", empty), channels.get("customer", empty)
-        audio = CallAudio(
-            sr=SR,
-            duration_s=max(len(agent), len(customer)) / SR,
-            source_sr=SR,
-            n_channels=2,
-            layout="agent_left",
-            sha256="",
-            agent=agent,
-            customer=customer,
-        )
-        segments = self.find_segments(audio)
-        utterances = self.transcribe_calls(self.model, [("call", audio, segments)])["call"]
-        return {
-            speaker: "".join(u.text for u in utterances if u.speaker == speaker)
-            for speaker in channels
-        }
+        items = []
+        for i, channels in enumerate(calls):
+            agent, customer = channels.get("agent", empty), channels.get("customer", empty)
+            audio = CallAudio(
+                sr=SR,
+                duration_s=max(len(agent), len(customer)) / SR,
+                source_sr=SR,
+                n_channels=2,
+                layout="agent_left",
+                sha256="",
+                tracks=(agent, customer),
+            )
+            segments = self.find_segments(audio, self.config.vad, self.vad)
+            items.append((str(i), audio, segments))
+        transcripts = self.transcribe_calls(self.model, items, self.config.asr)
+        return [
+            {
+                speaker: "".join(
+                    u.text for u in transcripts[str(i)].utterances if u.speaker == speaker
+                )
+                for speaker in channels
+            }
+            for i, channels in enumerate(calls)
+        ]
 
 
 class OpenaiTranscribe:
@@ -205,7 +229,11 @@ def _faster_whisper(compute: str, beam: int, batched: bool) -> SystemInfo:
 
 
 SYSTEMS: dict[str, SystemInfo] = {
-    "callreview": SystemInfo("callreview (VAD + 30 s windows, batched)", 1, Callreview),
+    "callreview": SystemInfo(
+        "callreview transcription (VAD + windows batched across calls)", 1, Callreview
+    ),
+    # Not a transcriber: `callreview run` end to end (sample calls only; run_e2e_worker).
+    "callreview-run": SystemInfo("callreview run, end to end, fresh database", 1, Callreview),
     "openai-transcribe": SystemInfo("openai-whisper transcribe()", 1, OpenaiTranscribe),
     "fw-int8": _faster_whisper("int8", 1, batched=False),
     "fw-fp32": _faster_whisper("float32", 1, batched=False),
@@ -322,7 +350,7 @@ def load_call_audio(plan: CallPlan) -> dict[str, np.ndarray]:
         from pipeline.audio import load_call
 
         audio = load_call(plan.path, plan.layout)  # type: ignore[arg-type]
-        return {"agent": audio.agent, "customer": audio.customer}  # type: ignore[dict-item]
+        return {"agent": audio.samples("agent"), "customer": audio.samples("customer")}
     import soundfile as sf
 
     parts: list[np.ndarray] = []
@@ -381,8 +409,107 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
+def chunked(calls: list[CallPlan], size: int) -> list[list[CallPlan]]:
+    """Chunks of calls of one domain each (per-domain timings stay separable), like a run's."""
+    out: list[list[CallPlan]] = []
+    for call in calls:
+        if out and len(out[-1]) < size and out[-1][0].domain == call.domain:
+            out[-1].append(call)
+        else:
+            out.append([call])
+    return out
+
+
+def children_peak_rss_mb() -> float:
+    """The largest peak resident memory of any finished child process (the run's own process;
+    its Prefect server child is smaller)."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # KiB on Linux
+
+
+def run_cli(folder: Path, db: Path, threads: int, **settings: str) -> tuple[float, float, str]:
+    """`callreview run FOLDER` on a fresh database in a child process: (wall s, peak RSS MB of
+    the child, console output). Called in a worker of its own, so the peak is the run's."""
+    env = dict(os.environ, CALLREVIEW_DB=str(db), OMP_NUM_THREADS=str(threads))
+    env.update({f"CALLREVIEW_RUN__{k.upper()}": v for k, v in settings.items()})
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "callreview.cli", "run", str(folder)],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"callreview run failed ({proc.returncode}): {proc.stdout[-2000:]}")
+    return wall, children_peak_rss_mb(), proc.stdout
+
+
+def run_e2e_worker(plan: dict, result_file: Path, threads: int) -> None:
+    """`callreview run` end to end on the sample calls' folder, fresh database; its stored
+    transcripts are scored like every system's hypotheses."""
+    import duckdb
+
+    calls = [CallPlan(**c) for c in plan["calls"] if c["domain"] == "sample_calls"]
+    if not calls:
+        raise SystemExit("callreview-run needs the sample calls")
+    folder = Path(calls[0].path).parent
+    ids = {c.call_id for c in calls}
+    with tempfile.TemporaryDirectory(prefix="callreview-e2e-") as tmp:
+        work = Path(tmp) / "calls"
+        shutil.copytree(folder, work)
+        manifest = work / "manifest.csv"
+        with manifest.open(encoding="utf-8") as f:
+            rows = [r for r in csv.DictReader(f) if r["call_id"] in ids]
+        with manifest.open("w", encoding="utf-8", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        db = Path(tmp) / "e2e.duckdb"
+        wall, rss, _ = run_cli(work, db, threads)
+        con = duckdb.connect(str(db), read_only=True)
+        texts = con.execute(
+            "SELECT call_id, speaker, string_agg(text, '' ORDER BY utterance_id) "
+            "FROM utterances GROUP BY call_id, speaker"
+        ).fetchall()
+        durations = dict(con.execute("SELECT call_id, duration_s FROM calls").fetchall())
+        con.close()
+    hyps: dict[str, dict[str, str]] = {c.call_id: {"agent": "", "customer": ""} for c in calls}
+    for call_id, speaker, text in texts:
+        hyps[call_id][speaker] = text
+    audio = {c.call_id: 2 * float(durations[c.call_id]) for c in calls}  # channel-seconds
+    total = sum(audio.values())
+    results = [
+        CallResult(
+            c.call_id,
+            c.domain,
+            round(audio[c.call_id], 3),
+            wall * audio[c.call_id] / total,
+            hyps[c.call_id],
+        )
+        for c in calls
+    ]
+    result = WorkerResult(
+        system="callreview-run",
+        threads=threads,
+        load_s=0.0,  # inside the wall time, like everything else a run does
+        warmup_s=0.0,
+        audio_s=round(total, 3),
+        wall_s=round(wall, 3),
+        peak_rss_before_load_mb=0.0,
+        peak_rss_mb=round(rss, 1),
+        noise_text="",
+        noise_wall_s=0.0,
+        calls=results,
+    )
+    result_file.write_text(json.dumps(asdict(result), ensure_ascii=False), encoding="utf-8")
+
+
 def run_worker(system: str, plan_file: Path, result_file: Path, threads: int) -> None:
     plan = json.loads(plan_file.read_text(encoding="utf-8"))
+    if system == "callreview-run":
+        run_e2e_worker(plan, result_file, threads)
+        return
     calls = [CallPlan(**c) for c in plan["calls"]]
     transcriber = SYSTEMS[system].make(threads)
     rss_before = peak_rss_mb()
@@ -398,17 +525,21 @@ def run_worker(system: str, plan_file: Path, result_file: Path, threads: int) ->
     warmup_s = time.perf_counter() - start
 
     results: list[CallResult] = []
-    for call in calls:
-        channels = load_call_audio(call)
-        audio_s = sum(len(x) for x in channels.values()) / SR
+    batch = getattr(transcriber, "transcribe_batch", None)
+    for chunk in chunked(calls, CHUNK_CALLS if batch else 1):
+        channels = [load_call_audio(call) for call in chunk]  # decoding is not transcription
         start = time.perf_counter()
-        hypotheses = transcriber.transcribe(channels)
+        hypotheses = batch(channels) if batch else transcribe_each(transcriber, channels)
         wall_s = time.perf_counter() - start
-        results.append(
-            CallResult(call.call_id, call.domain, round(audio_s, 3), round(wall_s, 3), hypotheses)
-        )
+        audio = [sum(len(x) for x in ch.values()) / SR for ch in channels]
+        for call, audio_s, hyp in zip(chunk, audio, hypotheses, strict=True):
+            share = wall_s * audio_s / sum(audio) if sum(audio) else 0.0  # a chunk's wall, split
+            results.append(
+                CallResult(call.call_id, call.domain, round(audio_s, 3), round(share, 3), hyp)
+            )
         print(
-            f"[{system}] {call.call_id}: {audio_s:.1f} s audio in {wall_s:.1f} s",
+            f"[{system}] {', '.join(c.call_id for c in chunk)}: {sum(audio):.1f} s audio in "
+            f"{wall_s:.1f} s",
             file=sys.stderr,
             flush=True,
         )
@@ -534,9 +665,54 @@ def score(worker: dict, calls: list[CallPlan]) -> dict:
         "beam": info.beam,
         "cer": {d: asdict(t) for d, t in totals.items()},
         "rtf": round(worker["wall_s"] / worker["audio_s"], 4) if worker["audio_s"] else None,
+        "rtf_by_domain": rtf_by_domain(worker["calls"]),
         "noise_chars": len(normalize_zh(worker["noise_text"])),
         **worker,
     }
+
+
+def rtf_by_domain(calls: list[dict]) -> dict[str, float]:
+    out = {}
+    for d in DOMAINS:
+        audio = sum(c["audio_s"] for c in calls if c["domain"] == d)
+        wall = sum(c["wall_s"] for c in calls if c["domain"] == d)
+        if audio:
+            out[d] = round(wall / audio, 4)
+    return out
+
+
+def ratios(rows: list[dict]) -> list[str]:
+    """The issue's acceptance ratios, where the systems they compare ran."""
+    by = {r["system"]: r for r in rows}
+    lines = []
+    fw = [by[s] for s in ("fw-int8", "fw-batched-int8") if s in by]
+
+    def rtf(r: dict, d: str) -> float | None:
+        return r["rtf_by_domain"].get(d)
+
+    if "callreview" in by and fw:
+        for d in DOMAINS:
+            ours, peers = rtf(by["callreview"], d), [rtf(r, d) for r in fw]
+            peers = [p for p in peers if p]
+            if ours and peers:
+                best = min(peers)
+                lines.append(
+                    f"- {d}: callreview transcription RTF {ours:.3f} / fastest faster-whisper "
+                    f"int8 {best:.3f} = {ours / best:.2f} (target <= 1.0)"
+                )
+    if "callreview-run" in by and fw:
+        peers = [r for r in fw if rtf(r, "sample_calls")]
+        if peers:
+            best = min(peers, key=lambda r: rtf(r, "sample_calls"))
+            fw_wall = sum(c["wall_s"] for c in best["calls"] if c["domain"] == "sample_calls")
+            run = by["callreview-run"]
+            lines.append(
+                f"- sample calls: `callreview run` end to end {run['wall_s']:.0f} s / "
+                f"{best['system']} transcription alone {fw_wall:.0f} s = "
+                f"{run['wall_s'] / fw_wall:.2f} (target <= 1.5); "
+                f"{len(run['calls']) / run['wall_s'] * 3600:.0f} calls per hour"
+            )
+    return lines
 
 
 def markdown_table(rows: list[dict], failed: list[str]) -> str:
@@ -546,6 +722,7 @@ def markdown_table(rows: list[dict], failed: list[str]) -> str:
         "beam",
         *DOMAIN_LABELS.values(),
         "RTF",
+        "RTF sample calls",
         "load s",
         "peak RSS MB",
         "chars on noise",
@@ -563,6 +740,9 @@ def markdown_table(rows: list[dict], failed: list[str]) -> str:
             str(r["beam"]),
             *cers,
             f"{r['rtf']:.3f}",
+            f"{r['rtf_by_domain']['sample_calls']:.3f}"
+            if "sample_calls" in r["rtf_by_domain"]
+            else "-",
             f"{r['load_s']:.2f}",
             f"{r['peak_rss_mb']:.0f}",
             str(r["noise_chars"]),
@@ -570,7 +750,8 @@ def markdown_table(rows: list[dict], failed: list[str]) -> str:
         ]
         lines.append("| " + " | ".join(cells) + " |")
     lines += [f"| {s} | failed: see the log |" + " |" * (len(head) - 2) for s in failed]
-    return "\n".join(lines)
+    extra = ratios(rows)
+    return "\n".join(lines + ([""] + extra if extra else []))
 
 
 def load_average() -> float:
@@ -678,6 +859,112 @@ def run_benchmark(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+# --------------------------------------------------------------------------------------------
+# Memory and calls per hour on a large folder (--memory 20,500)
+# --------------------------------------------------------------------------------------------
+
+CUT_S = 10.0
+
+
+def cuts_folder(folder: Path, n_calls: int, samples_dir: Path) -> Path:
+    """`n_calls` recordings of CUT_S seconds cut from the sample calls in turn (the k-th pass
+    takes the k-th 10 s of each call), under new call ids: a big folder that runs in minutes."""
+    import soundfile as sf
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with (samples_dir / "manifest.csv").open(encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    audio = {r["call_id"]: sf.read(samples_dir / r["path"], dtype="float32") for r in rows}
+    out = []
+    for i in range(n_calls):
+        row = dict(rows[i % len(rows)])
+        data, sr = audio[row["call_id"]]
+        n = int(CUT_S * sr)
+        start = (i // len(rows) * n) % max(1, len(data) - n)
+        name = f"cut{i:05d}.wav"
+        sf.write(folder / name, data[start : start + n], sr)
+        row.update(path=name, call_id=f"cut{i:05d}-{row['call_id']}")
+        out.append(row)
+    with (folder / "manifest.csv").open("w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(out[0]))
+        writer.writeheader()
+        writer.writerows(out)
+    return folder
+
+
+def run_memory_worker(n_calls: int, samples_dir: Path, threads: int, result_file: Path) -> None:
+    with tempfile.TemporaryDirectory(prefix="callreview-mem-") as tmp:
+        folder = cuts_folder(Path(tmp) / "calls", n_calls, samples_dir)
+        wall, rss, out = run_cli(folder, Path(tmp) / "mem.duckdb", threads)
+    result = {
+        "calls": n_calls,
+        "audio_h": round(n_calls * CUT_S / 3600, 3),
+        "wall_s": round(wall, 1),
+        "calls_per_hour": round(n_calls / wall * 3600),
+        "audio_hours_per_wall_hour": round(n_calls * CUT_S / wall, 1),
+        "peak_rss_mb": round(rss, 1),
+        "summary": " ".join(out.split())[-400:],
+    }
+    result_file.write_text(json.dumps(result), encoding="utf-8")
+
+
+def run_memory(sizes: list[int], args: argparse.Namespace) -> int:
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="callreview-bench-") as tmp:
+        for n in sizes:
+            result_file = Path(tmp) / f"mem{n}.json"
+            cmd = [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--memory-run",
+                str(n),
+                "--result",
+                str(result_file),
+                "--threads",
+                str(args.threads),
+                "--samples",
+                str(args.samples),
+            ]
+            print(f"[benchmark] callreview run on {n} cut calls", file=sys.stderr, flush=True)
+            if subprocess.run(cmd, cwd=ROOT).returncode != 0:
+                print(f"[benchmark] the {n}-call run failed", file=sys.stderr)
+                return 1
+            rows.append(json.loads(result_file.read_text(encoding="utf-8")))
+    head = ["calls", "audio h", "wall s", "calls/hour", "audio h per wall h", "peak RSS MB"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [
+            r["calls"],
+            r["audio_h"],
+            r["wall_s"],
+            r["calls_per_hour"],
+            r["audio_hours_per_wall_hour"],
+            r["peak_rss_mb"],
+        ]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    if len(rows) >= 2:
+        ratio = rows[-1]["peak_rss_mb"] / rows[0]["peak_rss_mb"]
+        lines += [
+            "",
+            f"- peak RSS, {rows[-1]['calls']} calls / {rows[0]['calls']} calls = {ratio:.2f} "
+            "(target <= 1.3)",
+        ]
+    table = "\n".join(lines)
+    print(table)
+    out = args.out or RESULTS_DIR / (time.strftime("%Y-%m-%d") + "-memory.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    report = {
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "command": " ".join(sys.argv),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "runs": rows,
+        "table": table,
+    }
+    out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    out.with_suffix(".md").write_text(table + "\n", encoding="utf-8")
+    return 0
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -709,6 +996,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=SAMPLES_DIR,
         help="folder with the sample calls' manifest.csv and ground_truth.json",
     )
+    p.add_argument(
+        "--memory",
+        default=None,
+        help="instead: `callreview run` on folders of N 10 s cuts of the sample calls, e.g. "
+        "20,500: wall time, calls per hour and peak RSS of each",
+    )
+    p.add_argument("--memory-run", type=int, help=argparse.SUPPRESS)
     # Internal: run one system (used by the parent process).
     p.add_argument("--worker", choices=list(SYSTEMS), help=argparse.SUPPRESS)
     p.add_argument("--plan", type=Path, help=argparse.SUPPRESS)
@@ -723,6 +1017,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         run_worker(args.worker, args.plan, args.result, args.threads)
         return 0
+    if args.memory_run:
+        run_memory_worker(args.memory_run, args.samples, args.threads, args.result)
+        return 0
+    if args.memory:
+        return run_memory([int(n) for n in args.memory.split(",")], args)
     return run_benchmark(args)
 
 
