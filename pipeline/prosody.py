@@ -5,10 +5,11 @@ an 8 kHz current call are measured on the same footing, and every feature is a r
 difference of levels inside the clip (or against the clip's or the channel's noise floor), so
 the recording gain cancels by construction:
 
-- pitch: YIN at 8 kHz (own vectorised implementation; its aperiodicity gives the voicing
-  decision and a harmonics-to-noise ratio), median, 90th percentile, spread and velocity in
-  semitones; about 800x realtime per core against pYIN's 7x, see validate_agitation.py
-  --pitch-check;
+- pitch: YIN at 8 kHz (own vectorised implementation) on the band signal and on its squared
+  envelope, where the fundamental the telephone band removed is restored; a path over their
+  candidate periods and octaves fixes YIN's octave jumps (`track`); median, 90th percentile,
+  spread and velocity in semitones; harmonics-to-noise ratio from YIN's aperiodicity; several
+  hundred times realtime per core against pYIN's 7x, see validate_agitation.py --pitch-check;
 - spectral balance of voiced frames after subtracting the noise floor (alpha ratio,
   Hammarberg index, centroid, slope);
 - level dynamics and level above the noise floor (dB), share of voiced frames.
@@ -28,14 +29,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
-from functools import lru_cache
 
 import numpy as np
 import scipy.fft
 import scipy.signal
-import soxr
 
 from pipeline.config import AgitationSpec, ProsodyOptions
+from pipeline.pitch import Plan, cmnd, envelope, frame_view, plan, to_band, track, yin_lag
 
 
 @dataclass(frozen=True)
@@ -66,103 +66,7 @@ FEATURES = tuple(f.name for f in fields(Prosody) if f.name != "duration_s")
 # --- signal analysis -----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Plan:
-    win: int
-    hop: int
-    tau_min: int
-    tau_max: int
-    nfft_yin: int
-    nfft: int  # spectrum
-    window: np.ndarray
-    freqs: np.ndarray
-    band: np.ndarray  # bool over spectrum bins: band_lo_hz - band_hi_hz
-    low: np.ndarray  # band_lo_hz - 1 kHz
-    high: np.ndarray  # 1 kHz - band_hi_hz
-    h_low: np.ndarray  # band_lo_hz - 2 kHz
-    h_high: np.ndarray  # 2 kHz - band_hi_hz
-    slope_proj: np.ndarray  # least-squares slope of dB over band bins, per kHz
-    sos: np.ndarray  # high-pass at pitch_highpass_hz
-
-
-@lru_cache(maxsize=8)
-def _plan(o: ProsodyOptions) -> _Plan:
-    win = int(round(o.window_s * o.work_rate))
-    hop = int(round(o.hop_s * o.work_rate))
-    tau_min = max(2, int(math.floor(o.work_rate / o.fmax_hz)))
-    tau_max = int(math.ceil(o.work_rate / o.fmin_hz))
-    nfft = int(scipy.fft.next_fast_len(win))
-    freqs = np.fft.rfftfreq(nfft, 1 / o.work_rate)
-    band = (freqs >= o.band_lo_hz) & (freqs <= o.band_hi_hz)
-    fb = freqs[band] / 1000.0
-    proj = (fb - fb.mean()) / ((fb - fb.mean()) ** 2).sum()
-    sos = scipy.signal.butter(
-        4, o.pitch_highpass_hz, btype="highpass", fs=o.work_rate, output="sos"
-    )
-    return _Plan(
-        win=win,
-        hop=hop,
-        tau_min=tau_min,
-        tau_max=tau_max,
-        nfft_yin=int(scipy.fft.next_fast_len(2 * win + tau_max + 1)),
-        nfft=nfft,
-        window=np.hanning(win + 2)[1:-1].astype(np.float32),
-        freqs=freqs.astype(np.float32),
-        band=band,
-        low=(freqs >= o.band_lo_hz) & (freqs < 1000),
-        high=(freqs >= 1000) & (freqs <= o.band_hi_hz),
-        h_low=(freqs >= o.band_lo_hz) & (freqs < 2000),
-        h_high=(freqs >= 2000) & (freqs <= o.band_hi_hz),
-        slope_proj=proj.astype(np.float32),
-        sos=sos,
-    )
-
-
-def to_band(x: np.ndarray, o: ProsodyOptions) -> np.ndarray:
-    """The clip at the working (telephone) rate, high-passed at `pitch_highpass_hz`."""
-    x = np.asarray(x, dtype=np.float32)
-    if o.sample_rate != o.work_rate:
-        x = soxr.resample(x, o.sample_rate, o.work_rate, quality="HQ")
-    return scipy.signal.sosfilt(_plan(o).sos, x).astype(np.float32)
-
-
-def yin(frames: np.ndarray, p: _Plan, threshold: float, rate: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pitch (Hz) and aperiodicity (0 = perfectly periodic) of each frame (length win + tau_max + 1).
-
-    de Cheveigne & Kawahara (2002): difference function via FFT cross-correlation, cumulative
-    mean normalisation, first dip below `threshold` (else the deepest), parabolic interpolation.
-    """
-    w, tmax = p.win, p.tau_max
-    fa = scipy.fft.rfft(frames[:, :w], p.nfft_yin, axis=1)
-    fb = scipy.fft.rfft(frames, p.nfft_yin, axis=1)
-    r = scipy.fft.irfft(np.conj(fa) * fb, p.nfft_yin, axis=1)[:, : tmax + 2]
-    sq = np.cumsum(np.pad(frames.astype(np.float64) ** 2, ((0, 0), (1, 0))), axis=1)
-    lags = np.arange(tmax + 2)
-    e_tau = sq[:, lags + w] - sq[:, lags]
-    d = np.maximum(e_tau[:, :1] + e_tau - 2 * r, 0.0)
-    cum = np.cumsum(d[:, 1:], axis=1)
-    cmnd = np.ones_like(d)
-    cmnd[:, 1:] = d[:, 1:] * lags[1:] / np.maximum(cum, 1e-12)
-    seg = cmnd[:, p.tau_min : tmax + 1]
-    nxt = cmnd[:, p.tau_min + 1 : tmax + 2]
-    prv = cmnd[:, p.tau_min - 1 : tmax]
-    dip = (seg < threshold) & (seg <= nxt) & (seg <= prv)
-    idx = np.where(dip.any(axis=1), dip.argmax(axis=1), seg.argmin(axis=1))
-    rows = np.arange(len(seg))
-    tau = idx + p.tau_min
-    y0, y1, y2 = cmnd[rows, tau - 1], cmnd[rows, tau], cmnd[rows, tau + 1]
-    den = y0 - 2 * y1 + y2
-    shift = np.clip(0.5 * (y0 - y2) / np.where(np.abs(den) > 1e-12, den, np.inf), -0.5, 0.5)
-    return (rate / (tau + shift)).astype(np.float32), np.clip(y1, 0.0, 1.0).astype(np.float32)
-
-
-def _frames(x: np.ndarray, length: int, hop: int) -> np.ndarray:
-    if len(x) < length:
-        return np.empty((0, length), dtype=x.dtype)
-    return np.lib.stride_tricks.sliding_window_view(x, length)[::hop]
-
-
-def _cap_floor(floor: np.ndarray, p: _Plan, max_db: float) -> tuple[np.ndarray, float]:
+def _cap_floor(floor: np.ndarray, p: Plan, max_db: float) -> tuple[np.ndarray, float]:
     """The floor, scaled down so that its band level is at most `max_db`: a clip without a
     pause has no measurable floor (its quietest frames are speech)."""
     floor = np.maximum(np.asarray(floor, dtype=np.float64), 1e-20)
@@ -186,18 +90,20 @@ class Frames:
     floor: np.ndarray  # per-bin noise power (capped)
     floor_db: float
     active: np.ndarray  # speech-level frames
-    f0: np.ndarray  # Hz, every frame
-    aperiodicity: np.ndarray
+    f0: np.ndarray  # Hz; NaN where not active
+    aperiodicity: np.ndarray  # YIN's on the band signal (for the HNR); 1 where not active
     voiced: np.ndarray
 
 
 def analyse(x: np.ndarray, o: ProsodyOptions, floor: np.ndarray | None = None) -> Frames | None:
     """Telephone-band frames, noise floor, activity, pitch and voicing of one clip; None when
     the clip is too short or digitally silent."""
-    p = _plan(o)
-    if len(x) * o.work_rate < (p.win + p.tau_max + 1) * o.sample_rate:
+    p = plan(o)
+    length = p.win + p.tau_max + 1
+    if len(x) * o.work_rate < length * o.sample_rate:
         return None
-    fr = _frames(to_band(x, o), p.win + p.tau_max + 1, p.hop)
+    xb = to_band(x, o)
+    fr = frame_view(xb, length, p.hop)
     if len(fr) < o.min_voiced_frames:
         return None
     power = np.abs(scipy.fft.rfft(fr[:, : p.win] * p.window, p.nfft, axis=1)) ** 2
@@ -210,13 +116,29 @@ def analyse(x: np.ndarray, o: ProsodyOptions, floor: np.ndarray | None = None) -
         floor = np.percentile(power, o.floor_percentile, axis=0)
     floor, floor_db = _cap_floor(floor, p, loud - o.min_snr_db)
     active = (level >= loud - o.active_range_db) & (level >= floor_db + o.floor_margin_db)
-    f0, aper = yin(fr, p, o.yin_threshold, o.work_rate)
+    # YIN only where there is speech: the rest is neither voiced nor measured
+    f0 = np.full(len(fr), np.nan, dtype=np.float32)
+    aper = np.ones(len(fr), dtype=np.float32)
+    idx = np.flatnonzero(active)
+    band = cmnd(xb, idx, p)
+    lag, aper_a = yin_lag(band, p, o.yin_threshold)
+    f0[idx], aper[idx] = o.work_rate / lag, aper_a
     voiced = active & (aper < o.max_aperiodicity) & (f0 >= o.fmin_hz) & (f0 <= o.fmax_hz)
     if voiced.any():
-        # Through a telephone band a low voice's strongest harmonic (300-450 Hz, just above
-        # the band edge) passes for the pitch on weak frames, 2-4x the true f0, and YIN locks
-        # onto it with a low aperiodicity: only the clip's pitch distribution gives it away.
-        # Voiced frames more than pitch_span_st above the clip's 10th percentile are dropped.
+        # YIN's periodic frames are the candidates; the path over band and envelope decides
+        # their period and whether they are periodic enough in both (see `track`)
+        keep = voiced[idx]
+        cand = idx[keep]
+        linked = np.concatenate([[False], np.diff(cand) == 1])
+        lag_v, aper_v = track(band[keep], cmnd(envelope(xb, o), cand, p), linked, p, o)
+        f0[cand] = o.work_rate / lag_v
+        voiced[cand] = (
+            (aper_v < o.max_aperiodicity) & (f0[cand] >= o.fmin_hz) & (f0[cand] <= o.fmax_hz)
+        )
+    if voiced.any():
+        # Frames far above the clip's low register are locks on a higher harmonic that no
+        # neighbour corrected: voiced frames more than pitch_span_st above the clip's 10th
+        # percentile are dropped.
         st = 12 * np.log2(np.maximum(f0, 1.0))
         voiced &= st <= _pct(st[voiced], 10) + o.pitch_span_st
     return Frames(power, level, floor, floor_db, active, f0, aper, voiced)
@@ -225,10 +147,10 @@ def analyse(x: np.ndarray, o: ProsodyOptions, floor: np.ndarray | None = None) -
 def noise_floor(x: np.ndarray, o: ProsodyOptions) -> np.ndarray | None:
     """Per-bin noise power of a clip or a whole channel (the `floor_percentile` over frames),
     for `prosody(..., floor=...)` when the channel's floor is better known than the clip's."""
-    p = _plan(o)
+    p = plan(o)
     if len(x) * o.work_rate < p.win * o.sample_rate:
         return None
-    fr = _frames(to_band(x, o), p.win, p.hop)
+    fr = frame_view(to_band(x, o), p.win, p.hop)
     power = np.abs(scipy.fft.rfft(fr * p.window, p.nfft, axis=1)) ** 2
     return np.percentile(power, o.floor_percentile, axis=0).astype(np.float32)
 
@@ -238,7 +160,7 @@ def pitch_track(x: np.ndarray, o: ProsodyOptions) -> tuple[np.ndarray, np.ndarra
     a = analyse(x, o)
     if a is None:
         return np.empty(0, np.float32), np.empty(0)
-    p = _plan(o)
+    p = plan(o)
     times = (np.arange(len(a.f0)) * p.hop + p.win / 2) / o.work_rate
     return np.where(a.voiced, a.f0, np.nan).astype(np.float32), times
 
@@ -260,7 +182,7 @@ def voice(
     a = analyse(x, o, floor)
     if a is None or a.active.sum() < o.min_voiced_frames:
         return empty, np.empty(0, np.float32)
-    p = _plan(o)
+    p = plan(o)
     voiced, floor = a.voiced, a.floor
     floor_band = 10 ** (a.floor_db / 10)
     lev_act = a.level_db[a.active]

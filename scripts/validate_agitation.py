@@ -431,7 +431,10 @@ OPTION_NOTES = {
     "fmin_hz": "pitch search range",
     "fmax_hz": "angry female speech in CASIA passes 500 Hz",
     "yin_threshold": "YIN: first dip of the normalised difference below this is the period",
-    "max_aperiodicity": "voiced: YIN aperiodicity below this (chosen by LOSO screening: 0.25-0.35 similar)",
+    "max_aperiodicity": (
+        "voiced: aperiodicity (mean of band and envelope) below this; keeps the voiced share of"
+        " clean speech that 0.3 on the band alone had (LOSO-screened)"
+    ),
     "active_range_db": "speech frames: within this of the clip's 95th percentile level ...",
     "floor_percentile": "noise floor: this percentile of each bin's power over the clip's frames",
     "floor_margin_db": "... and this far above the noise floor",
@@ -439,6 +442,9 @@ OPTION_NOTES = {
     "pitch_highpass_hz": "the pitch tracker's input high-pass (300 Hz: fewer channel differences, more errors)",
     "pitch_span_st": "voiced frames more than this above the clip's 10th percentile pitch are harmonic locks",
     "min_voiced_frames": "fewer voiced frames: no pitch or spectral figures (None)",
+    "envelope_lowpass_hz": "pitch path: the squared band signal (fundamental restored) is band-passed up to this",
+    "octave_cost": "pitch path: cost per octave down, so ties go to the shorter period (Praat's default)",
+    "octave_jump_cost": "pitch path: cost per octave between neighbouring frames (Praat's default)",
 }
 
 
@@ -556,10 +562,10 @@ def score(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def pitch_check(folder: Path, rows: list[dict[str, str]], opts: ProsodyOptions, n: int) -> None:
-    """Our YIN (8 kHz, telephone band) against librosa's pYIN at 16 kHz on the same clips:
-    frame agreement where both call the frame voiced, gross errors (> 20 % off), voicing
-    agreement, clip median pitch; and CPU time per audio minute. Run it on one core
-    (taskset -c 0) for per-core figures."""
+    """Our pitch tracker (YIN on the 8 kHz band and on its envelope, octave path) against
+    librosa's pYIN at 16 kHz on the same clips: frame agreement where both call the frame
+    voiced, gross errors (> 20 % off), voicing agreement, clip median pitch; and CPU time per
+    audio minute. Run it on one core (taskset -c 0) for per-core figures."""
     import warnings
 
     import librosa
@@ -598,7 +604,9 @@ def pitch_check(folder: Path, rows: list[dict[str, str]], opts: ProsodyOptions, 
     t = time.process_time()
     for x in clips:
         P.pitch_track(x, opts)
-    timings["ours: YIN 8 kHz + voicing (pitch only)"] = time.process_time() - t
+    timings["ours: YIN on band + envelope, octave path, voicing (pitch only)"] = (
+        time.process_time() - t
+    )
     t = time.process_time()
     for x in clips:
         P.prosody(x, opts)
