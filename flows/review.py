@@ -29,7 +29,6 @@ from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
-import whisper
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture
@@ -37,6 +36,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from pipeline import asr, mono, review, store
+from pipeline.asr.decode import AsrRuntime
 from pipeline.config import Config, RunSettings, find_config_file, load_config
 from pipeline.hashing import file_sha256
 from pipeline.manifest import ManifestChunk, check_manifest, iter_manifest
@@ -65,9 +65,10 @@ class RunSummary:
 
 
 @lru_cache(maxsize=2)
-def _asr_model(run: RunSettings) -> whisper.Whisper:
-    """Whisper, loaded once per worker process, not once per call or chunk."""
-    return asr.load_asr_model(run.model, run.device, run.models_dir)
+def _asr_model(run: RunSettings, compute: str) -> AsrRuntime:
+    """Whisper and how it is run ([asr] compute), loaded once per worker process, not once per
+    call or chunk."""
+    return asr.load_asr_runtime(run.model, run.device, run.models_dir, compute)
 
 
 @lru_cache(maxsize=1)
@@ -107,7 +108,7 @@ def prepare_call_task(
 
 @task(name="transcribe_chunk", cache_policy=NO_CACHE)
 def transcribe_chunk_task(prepared: list[PreparedCall], config: Config) -> dict[str, Transcript]:
-    return review.transcribe_chunk(prepared, _asr_model(config.run), config)
+    return review.transcribe_chunk(prepared, _asr_model(config.run, config.asr.compute), config)
 
 
 @task(name="measure_call", cache_policy=NO_CACHE, task_run_name="measure {prepared.call.call_id}")

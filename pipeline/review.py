@@ -22,6 +22,7 @@ import torch
 import whisper
 
 from pipeline import align, derive, mono, rules
+from pipeline.asr.decode import AsrRuntime
 from pipeline.audio import load_call
 from pipeline.config import Config
 from pipeline.metrics import measure_call
@@ -120,7 +121,7 @@ def needs_print(agent_id: str, prints: Mapping[str, VoicePrint], config: Config)
 
 
 def transcribe_chunk(
-    prepared: Sequence[PreparedCall], asr_model: whisper.Whisper, config: Config
+    prepared: Sequence[PreparedCall], asr_model: AsrRuntime | whisper.Whisper, config: Config
 ) -> dict[str, Transcript]:
     """Transcripts of many calls at once: their windows share Whisper's batches. Each window
     holds one call's speech, so a call's text does not depend on which calls it is batched with."""
@@ -163,7 +164,7 @@ def measure_prepared(
 
 def process_call(
     call: CallInput,
-    asr_model: whisper.Whisper,
+    asr_model: AsrRuntime | whisper.Whisper,
     vad_model: torch.nn.Module,
     encoder: SpeakerEncoder,
     config: Config,

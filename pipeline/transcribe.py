@@ -17,6 +17,7 @@ import torch
 import whisper
 from whisper.tokenizer import Tokenizer, get_tokenizer
 
+from pipeline.asr.decode import AsrRuntime, decode_batch
 from pipeline.audio import SAMPLE_RATE
 from pipeline.config import AsrOptions
 from pipeline.records import CallAudio, Coverage, Segment, Transcript, Utterance
@@ -145,7 +146,11 @@ def assign_texts(
     return tuple(tuple(t) for t in texts), tuple(covered)
 
 
-def _decode(model: whisper.Whisper, windows: list[Window], temperature: float) -> list:
+def _decode(model: whisper.Whisper | AsrRuntime, windows: list[Window], temperature: float) -> list:
+    """Decode windows together: with the runtime's compute mode and fast greedy decoder
+    (pipeline.asr.decode) when given an AsrRuntime, else whisper.decode as is."""
+    if isinstance(model, AsrRuntime):
+        return decode_batch(model, [w.audio for w in windows], temperature)
     mels = torch.stack(
         [
             whisper.log_mel_spectrogram(

@@ -92,8 +92,9 @@ class Callreview:
     """Our transcription stage, as a run does it: silero VAD per channel, each speaker's speech
     packed into 30 s windows, the windows of a whole chunk of calls decoded in shared batches."""
 
-    def __init__(self, threads: int) -> None:
+    def __init__(self, threads: int, compute: str | None = None) -> None:
         self.threads = threads
+        self.compute = compute  # None: the [asr] compute setting in force
 
     def load(self) -> None:
         import torch
@@ -102,7 +103,7 @@ class Callreview:
         from types import SimpleNamespace
 
         import pipeline.transcribe
-        from pipeline.asr import load_asr_model
+        from pipeline.asr import load_asr_runtime
         from pipeline.config import default_config
         from pipeline.vad import find_segments, load_vad_model
 
@@ -115,7 +116,9 @@ class Callreview:
         self.find_segments = find_segments
         self.transcribe_calls = pipeline.transcribe.transcribe_calls
         self.vad = load_vad_model()
-        self.model = load_asr_model(None, "cpu", models_dir())
+        self.model = load_asr_runtime(
+            None, "cpu", models_dir(), self.compute or self.config.asr.compute
+        )
 
     def transcribe(self, channels: dict[str, np.ndarray]) -> dict[str, str]:
         return self.transcribe_batch([channels])[0]
@@ -231,6 +234,11 @@ def _faster_whisper(compute: str, beam: int, batched: bool) -> SystemInfo:
 SYSTEMS: dict[str, SystemInfo] = {
     "callreview": SystemInfo(
         "callreview transcription (VAD + windows batched across calls)", 1, Callreview
+    ),
+    "callreview-fp32": SystemInfo(
+        "callreview transcription, compute fp32 (the accuracy reference)",
+        1,
+        lambda t: Callreview(t, "fp32"),
     ),
     # Not a transcriber: `callreview run` end to end (sample calls only; run_e2e_worker).
     "callreview-run": SystemInfo("callreview run, end to end, fresh database", 1, Callreview),

@@ -10,13 +10,15 @@ Mandarin clip. One module per job:
     convert.py  rename its tensors into an openai-whisper checkpoint
     verify.py   transcribe the shipped clip; the stamp recording the result
     prepare.py  run that chain once: models/whisper-base.pt + whisper-base.json
-    load.py     what a run calls: resolve_model, model_version, load_asr_model
+    load.py     what a run calls: resolve_model, model_version, load_asr_model, load_asr_runtime
+    decode.py   how the model is run (compute mode) and the fast greedy window decoder
 """
 
 from pipeline.asr.fetch import ModelPrepareError
 from pipeline.asr.load import (
     DEFAULT_MODEL,
     load_asr_model,
+    load_asr_runtime,
     model_version,
     pick_device,
     resolve_model,
@@ -30,6 +32,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "ModelPrepareError",
     "load_asr_model",
+    "load_asr_runtime",
     "model_version",
     "pick_device",
     "prepare",

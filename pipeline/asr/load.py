@@ -23,6 +23,8 @@ from pipeline.asr.verify import (
 if TYPE_CHECKING:
     import whisper.model
 
+    from pipeline.asr.decode import AsrRuntime
+
 DEFAULT_MODEL = "base"
 # --model values that mean "our prepared checkpoint" (compared after strip + lower).
 _SPECS_FOR_OURS = {"", DEFAULT_MODEL, "default"}
@@ -105,3 +107,13 @@ def load_asr_model(spec: str | None, device: str | None, models_dir: Path) -> wh
         if ckpt.get("alignment_heads"):
             set_alignment_heads(model, ckpt["alignment_heads"])
     return model.float() if device == "cpu" else model
+
+
+def load_asr_runtime(
+    spec: str | None, device: str | None, models_dir: Path, compute: str = "auto"
+) -> AsrRuntime:
+    """load_asr_model, then decide once how it is run ([asr] compute; pipeline.asr.decode):
+    auto | fp32 | bf16 | int8 on CPU, fp16 (or fp32) on CUDA."""
+    from pipeline.asr.decode import make_runtime
+
+    return make_runtime(load_asr_model(spec, device, models_dir), compute)

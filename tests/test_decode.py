@@ -1,0 +1,106 @@
+"""pipeline.asr.decode on the real model and real call audio: the fp32 greedy decoder is
+whisper.decode token for token, batching changes nothing, and the faster compute modes stay
+close to fp32."""
+
+import numpy as np
+import pytest
+import torch
+import whisper
+
+from pipeline.asr.decode import (
+    AsrRuntime,
+    cpu_has_native_bf16,
+    decode_batch,
+    log_mels,
+    make_runtime,
+    resolve_compute,
+)
+from pipeline.audio import SAMPLE_RATE, load_call
+from pipeline.config import default_config
+from pipeline.evaluation import cer
+from pipeline.records import Segment
+from pipeline.transcribe import Piece, Window, decode_pass
+
+from .conftest import SAMPLES
+
+SR = SAMPLE_RATE
+
+
+@pytest.fixture(scope="module")
+def windows() -> list[np.ndarray]:
+    """Four windows as the pipeline feeds them (each padded to 30 s): call speech with pauses
+    (30 s, 12 s, 10 s) and a mostly silent one (1.5 s of speech, then line noise)."""
+    refund = load_call(SAMPLES / "A01-E-refund.ogg")
+    billing = load_call(SAMPLES / "A02-C-billing.ogg")
+    noise = np.random.default_rng(0).normal(0, 1e-3, 28 * SR).astype(np.float32)
+    return [
+        refund.clip("agent", 0, 30),
+        refund.clip("customer", 0, 12),
+        billing.clip("agent", 30, 40),
+        np.concatenate([billing.clip("customer", 0, 1.5), noise]),
+    ]
+
+
+@pytest.fixture(scope="module")
+def fp32(asr_model) -> AsrRuntime:
+    return make_runtime(asr_model, "fp32")
+
+
+@pytest.fixture(scope="module")
+def fp32_batch(fp32, windows):
+    return decode_batch(fp32, windows, 0.0)
+
+
+def test_fp32_is_whisper_decode(asr_model, fp32, windows, fp32_batch):
+    options = whisper.DecodingOptions(language="zh", without_timestamps=False, fp16=False)
+    with torch.inference_mode():
+        expected = whisper.decode(asr_model, log_mels(fp32, windows), options)
+    assert any(t >= fp32.rules.timestamp_begin for t in fp32_batch[0].tokens)
+    for ours, ref in zip(fp32_batch, expected, strict=True):
+        assert ours.tokens == tuple(ref.tokens)
+        assert ours.text == ref.text
+        assert ours.avg_logprob == pytest.approx(ref.avg_logprob, abs=1e-5)
+        assert ours.no_speech_prob == pytest.approx(ref.no_speech_prob, abs=1e-5)
+        assert ours.compression_ratio == pytest.approx(ref.compression_ratio, abs=1e-9)
+    assert len(fp32_batch[3].tokens) < 20  # the silent window: a few words, no invented text
+
+
+def test_batching_changes_nothing(fp32, windows, fp32_batch):
+    alone = [decode_batch(fp32, [w], 0.0)[0] for w in windows]
+    assert [d.tokens for d in alone] == [d.tokens for d in fp32_batch]
+    for a, b in zip(alone, fp32_batch, strict=True):
+        assert a.avg_logprob == pytest.approx(b.avg_logprob, abs=1e-5)
+
+
+@pytest.mark.parametrize("compute", ["int8", "bf16"])
+def test_fast_modes_stay_close_to_fp32(asr_model, windows, fp32_batch, compute):
+    if compute == "bf16" and not cpu_has_native_bf16():
+        pytest.skip("this CPU has no native bf16 matmul")
+    runtime = make_runtime(asr_model, compute)
+    assert runtime.compute == compute
+    got = decode_batch(runtime, windows, 0.0)
+    reference = "".join(d.text for d in fp32_batch)
+    assert cer("".join(d.text for d in got), reference) < 0.08
+    assert got[0].tokens[:2] == fp32_batch[0].tokens[:2]
+
+
+def test_compute_modes_resolve():
+    cpu = resolve_compute("auto", "cpu")
+    assert cpu == ("bf16" if cpu_has_native_bf16() else "int8")
+    assert resolve_compute("auto", "cuda") == "fp16"
+    assert resolve_compute("int8", "cuda") == "fp32"
+    with pytest.raises(ValueError):
+        resolve_compute("fp16", "cpu")
+    with pytest.raises(ValueError):
+        resolve_compute("int4", "cpu")
+
+
+def test_transcribe_takes_a_runtime(fp32, windows, fp32_batch):
+    """pipeline.transcribe decodes through the runtime; the fallback path (temperature > 0)
+    hands the runtime's features to whisper.decode."""
+    clip = windows[3]
+    piece = Piece(Segment(0.0, len(clip) / SR, "customer"), 0.0)
+    out = decode_pass(fp32, [Window("c", clip, (piece,))], default_config().asr)
+    assert out[0].avg_logprob == pytest.approx(fp32_batch[3].avg_logprob, abs=1e-5)
+    hot = decode_batch(fp32, [windows[2]], 0.4)[0]
+    assert hot.tokens and cer(hot.text, fp32_batch[2].text) < 0.5
