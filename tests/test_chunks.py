@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
@@ -18,47 +16,17 @@ from pipeline.config import default_config
 from pipeline.manifest import read_manifest
 from pipeline.records import Utterance
 from pipeline.vad import load_vad_model
-from tests.conftest import ROOT
+from tests.cli_runs import differences, finish, start_run
 from tests.folders import short_calls_folder
 
 pytestmark = pytest.mark.slow
 
 CALLS = ["A01-E-refund", "A02-C-billing", "A03-E-delivery_delay"]
-CLI = [sys.executable, "-m", "callreview.cli"]
 
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory) -> Path:
     return short_calls_folder(tmp_path_factory.mktemp("chunks") / "calls", CALLS)
-
-
-def _run(folder: Path, db: Path, **settings: str) -> subprocess.Popen:
-    env = {**os.environ, "CALLREVIEW_DB": str(db)}
-    env.update({f"CALLREVIEW_RUN__{k.upper()}": v for k, v in settings.items()})
-    return subprocess.Popen(
-        [*CLI, "run", str(folder)],
-        cwd=folder.parent,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-
-
-def _finish(proc: subprocess.Popen, timeout: float = 600) -> str:
-    out, _ = proc.communicate(timeout=timeout)
-    assert proc.returncode == 0, out[-3000:]
-    return " ".join(out.split())  # the console wraps long lines
-
-
-def _compare(before: Path, after: Path) -> list[str]:
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        from compare_dbs import compare
-    finally:
-        sys.path.pop(0)
-    return [p for p in compare(str(before), str(after)) if not p.startswith("runs")]
 
 
 def test_calls_batched_together_transcribe_as_they_do_one_at_a_time(folder, asr_model):
@@ -89,14 +57,14 @@ def _words(u: Utterance) -> tuple:
 def test_concurrency_changes_no_stored_figure(folder, tmp_path):
     one = tmp_path / "one.duckdb"
     many = tmp_path / "many.duckdb"
-    _finish(_run(folder, one, workers="1", chunk_calls="3"))
-    _finish(_run(folder, many, workers="3", chunk_calls="3"))
-    assert _compare(one, many) == []  # every table and view, row by row
+    finish(start_run(folder, one, workers="1", chunk_calls="3"))
+    finish(start_run(folder, many, workers="3", chunk_calls="3"))
+    assert differences(one, many) == []  # every table and view, row by row
 
 
 def test_a_run_killed_after_its_first_chunk_resumes_storing_every_call_once(folder, tmp_path):
     db = tmp_path / "killed.duckdb"
-    proc = _run(folder, db, chunk_calls="1", workers="1")
+    proc = start_run(folder, db, chunk_calls="1", workers="1")
     seen = []
     assert proc.stdout is not None
     for line in proc.stdout:  # the flow logs progress after each stored chunk
@@ -106,7 +74,7 @@ def test_a_run_killed_after_its_first_chunk_resumes_storing_every_call_once(fold
             break
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "".join(seen)[-3000:]
-    out = _finish(_run(folder, db, chunk_calls="1", workers="1"))
+    out = finish(start_run(folder, db, chunk_calls="1", workers="1"))
     # The first chunk was committed before the kill: only the other calls are redone.
     assert f"{len(CALLS) - 1} calls processed, 1 already done, 0 failed" in out
     con = duckdb.connect(str(db), read_only=True)

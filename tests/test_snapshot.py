@@ -15,33 +15,12 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tests.conftest import ROOT
+from tests.cli_runs import CLI, differences, finish, start_run
 from tests.folders import short_calls_folder
 
 pytestmark = pytest.mark.slow
 
 CALLS = ["A01-E-refund", "A01-C-refund", "A02-E-billing"]
-CLI = [sys.executable, "-m", "callreview.cli"]
-
-
-def _run(folder: Path, db: Path, **kwargs) -> subprocess.Popen:
-    env = {**os.environ, "CALLREVIEW_DB": str(db)}
-    return subprocess.Popen(
-        [*CLI, "run", str(folder)],
-        cwd=folder.parent,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-        **kwargs,
-    )
-
-
-def _finish(proc: subprocess.Popen, timeout: float = 600) -> str:
-    out, _ = proc.communicate(timeout=timeout)
-    assert proc.returncode == 0, out[-3000:]
-    return " ".join(out.split())  # the console wraps long lines
 
 
 @pytest.fixture(scope="module")
@@ -54,17 +33,8 @@ def reference(folder, tmp_path_factory) -> tuple[Path, float]:
     """An uninterrupted run, and how long it took."""
     db = tmp_path_factory.mktemp("ref") / "ref.duckdb"
     started = time.monotonic()
-    _finish(_run(folder, db))
+    finish(start_run(folder, db))
     return db, time.monotonic() - started
-
-
-def _compare(before: Path, after: Path) -> list[str]:
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        from compare_dbs import compare
-    finally:
-        sys.path.pop(0)
-    return [p for p in compare(str(before), str(after)) if not p.startswith("runs")]
 
 
 def test_killed_runs_resume_to_exactly_the_rows_of_an_uninterrupted_run(
@@ -75,7 +45,7 @@ def test_killed_runs_resume_to_exactly_the_rows_of_an_uninterrupted_run(
     rng = random.Random(7)
     kills = []
     for _ in range(5):
-        proc = _run(folder, db)
+        proc = start_run(folder, db)
         at = rng.uniform(1.0, ref_seconds * 1.1)
         try:
             proc.wait(timeout=at)
@@ -86,24 +56,24 @@ def test_killed_runs_resume_to_exactly_the_rows_of_an_uninterrupted_run(
         else:
             proc.communicate()
     assert len(kills) >= 3, f"runs finished before the kill: {kills}"
-    out = _finish(_run(folder, db))
+    out = finish(start_run(folder, db))
     assert "0 failed" in out
-    assert _compare(ref_db, db) == []
+    assert differences(ref_db, db) == []
     con = duckdb.connect(str(db), read_only=True)
     dupes = con.execute("SELECT count(*) - count(DISTINCT call_id) FROM calls").fetchone()[0]
     statuses = {r[0] for r in con.execute("SELECT status FROM runs").fetchall()}
     con.close()
     assert dupes == 0 and statuses <= {"ok", "interrupted"}, statuses
     # An unchanged folder: nothing transcribed, no data row added.
-    again = _finish(_run(folder, db))
+    again = finish(start_run(folder, db))
     assert f"0 calls processed, {len(CALLS)} already done" in again
-    assert _compare(ref_db, db) == []
+    assert differences(ref_db, db) == []
 
 
 def test_an_open_reader_never_blocks_the_run_and_queries_answer_during_it(folder, tmp_path):
     db = tmp_path / "shared.duckdb"
     first = short_calls_folder(tmp_path / "first", CALLS[:1])
-    _finish(_run(first, db))  # something published for the analyst to open
+    finish(start_run(first, db))  # something published for the analyst to open
     reader = subprocess.Popen(
         [
             sys.executable,
@@ -121,7 +91,7 @@ def test_an_open_reader_never_blocks_the_run_and_queries_answer_during_it(folder
         text=True,
     )
     assert reader.stdout.readline().strip() == "1"
-    run = _run(folder, db)
+    run = start_run(folder, db)
     answers = []
     while run.poll() is None:  # a third process queries while the run is going
         q = subprocess.run(
@@ -133,7 +103,7 @@ def test_an_open_reader_never_blocks_the_run_and_queries_answer_during_it(folder
         assert q.returncode == 0, q.stderr
         answers.append(int(q.stdout.splitlines()[1]))
         time.sleep(2)
-    out = _finish(run)
+    out = finish(run)
     # the first call is the same recording as before (same content hash): not redone
     assert f"{len(CALLS) - 1} calls processed, 1 already done, 0 failed" in out
     reader.stdin.write("\n")
