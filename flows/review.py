@@ -134,9 +134,10 @@ class ChunkOutcome:
     n_skipped: int = 0
     prints: dict[str, VoicePrint] = field(default_factory=dict)  # refreshed by this chunk
 
-
-def _failure(call: CallInput, reason: str) -> Failure:
-    return Failure("process", reason, call.call_id, call.rel_path)
+    def fail(self, call: CallInput, reason: str) -> None:
+        """A call that failed in processing: a failed `calls` row and a `failures` row."""
+        self.failed.append((call, reason))
+        self.failures.append(Failure("process", reason, call.call_id, call.rel_path))
 
 
 def _transcribe(prepared: list[PreparedCall], config: Config, out: ChunkOutcome) -> dict:
@@ -153,9 +154,7 @@ def _transcribe(prepared: list[PreparedCall], config: Config, out: ChunkOutcome)
         if one.is_completed():
             transcripts.update(one.result())
         else:
-            reason = _reason(one)
-            out.failed.append((p.call, reason))
-            out.failures.append(_failure(p.call, reason))
+            out.fail(p.call, _reason(one))
     return transcripts
 
 
@@ -178,9 +177,7 @@ def _finish_chunk(
             else:
                 prepared.append(value)
         else:
-            reason = _reason(future.state)
-            out.failed.append((call, reason))
-            out.failures.append(_failure(call, reason))
+            out.fail(call, _reason(future.state))
     prepared, out.prints, choices = review.attribute_chunk(prepared, prints, config)
     prints.update(out.prints)
     transcripts = _transcribe(prepared, config, out)
@@ -199,9 +196,7 @@ def _finish_chunk(
         if future.state.is_completed():
             out.results.append(future.result())
         else:
-            reason = _reason(future.state)
-            out.failed.append((p.call, reason))
-            out.failures.append(_failure(p.call, reason))
+            out.fail(p.call, _reason(future.state))
     return out
 
 
