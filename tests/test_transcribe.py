@@ -16,7 +16,9 @@ from pipeline.transcribe import (
     Window,
     WindowText,
     assign_texts,
+    context_around,
     pack_windows,
+    seek,
     speech_coverage,
     timed_segments,
     transcribe_calls,
@@ -46,9 +48,24 @@ def test_windows_hold_one_speaker_and_at_most_30_s():
     for w in windows:
         assert len(w.audio) <= 30 * SAMPLE_RATE
         assert len({p.segment.speaker for p in w.pieces}) == 1
-        expected_offsets = [i * (3.0 + ASR.gap_s) for i in range(len(w.pieces))]
-        assert [p.offset_s for p in w.pieces] == pytest.approx(expected_offsets)
+        # each clip (speech and its context) is followed by the gap, then the next clip
+        assert w.pieces[0].offset_s == 0.0
+        for a, b in zip(w.pieces, w.pieces[1:], strict=False):
+            assert b.offset_s == pytest.approx(a.span[1] + ASR.gap_s, abs=1e-3)
+        assert len(w.audio) / SAMPLE_RATE == pytest.approx(w.pieces[-1].span[1], abs=1e-3)
     assert sum(len(w.pieces) for w in windows) == 30
+
+
+def test_context_stops_halfway_to_the_next_voice_heard_on_the_track():
+    a, b, c = Segment(0.05, 2.0, "agent"), Segment(2.1, 4.0, "agent"), Segment(9.0, 10.0, "agent")
+    own = [a, b, c]
+    assert context_around(a, own, 10.2, 0.3) == pytest.approx((0.05, 0.05))  # call start; 0.1 pause
+    assert context_around(b, own, 10.2, 0.3) == pytest.approx((0.05, 0.3))
+    assert context_around(c, own, 10.2, 0.3) == pytest.approx((0.3, 0.2))  # call end
+    # a mono mix: the other speaker's words are heard too, so they bound the context as well
+    other = Segment(4.2, 8.5, "customer")
+    assert context_around(b, [*own, other], 10.2, 0.3) == pytest.approx((0.05, 0.1))
+    assert context_around(other, [other, Segment(5.0, 6.0, "agent")], 10.2, 0.3) == (0.0, 0.0)
 
 
 def test_timestamp_tokens_split_text_into_timed_segments():
@@ -64,6 +81,29 @@ def test_text_spanning_two_pieces_is_split_by_overlap():
     texts, covered = assign_texts(pieces, timed, ASR)
     assert texts == (("第一句话", "一半"), ("第二句话", "一半"))
     assert covered == pytest.approx((3.0, 3.0))
+
+
+@pytest.mark.slow
+def test_seek_decodes_on_from_where_the_text_stopped(asr_model):
+    """A window whose first pass ended before its last turn (Whisper's early end-of-text) gets
+    that turn from a decode that starts where the text stopped; earlier turns keep their text."""
+    clip, _ = sf.read(VERIFY_AUDIO, dtype="float32")
+    d = len(clip) / SAMPLE_RATE
+    gap = np.zeros(int(ASR.gap_s * SAMPLE_RATE), np.float32)
+    pieces = (
+        Piece(Segment(0.0, d, "agent"), 0.0),
+        Piece(Segment(20.0, 20 + d, "agent"), d + ASR.gap_s),
+    )
+    window = Window("c", np.concatenate([clip, gap, clip]), pieces)
+    stopped = WindowText((("第一段",), ()), (d, 0.0), -0.2, 0.0, 1.0, text_end_s=d)
+    texts, covered = seek(asr_model, [window], [stopped], ASR)
+    assert texts[0][0] == ("第一段",) and covered[0][0] == d
+    reference = VERIFY_TEXT.read_text(encoding="utf-8").strip()
+    assert cer("".join(texts[0][1]), reference) <= 0.2
+    assert covered[0][1] >= 0.8 * d
+    # text that reached the last turn's end: nothing is decoded again (no model is needed)
+    done = WindowText((("第一段",), ("第二段",)), (d, d), -0.2, 0.0, 1.0, text_end_s=2 * d + 0.6)
+    assert seek(None, [window], [done], ASR) == ([[("第一段",), ("第二段",)]], [[d, d]])
 
 
 def _call_with_clip(tmp_path, left_gap_s=3.0):
