@@ -40,6 +40,7 @@ from pipeline.asr.decode import AsrRuntime
 from pipeline.config import Config, RunSettings, find_config_file, load_config
 from pipeline.hashing import file_sha256
 from pipeline.manifest import ManifestChunk, check_manifest, iter_manifest
+from pipeline.memory import release_freed_memory
 from pipeline.records import CallInput, CallResult, Failure, PreparedCall, Transcript
 from pipeline.rows import RunRow
 from pipeline.speakers import AgentChoice, SpeakerEncoder, VoicePrint
@@ -302,6 +303,8 @@ def review_calls(
                 n_skipped += out.n_skipped
                 audio_s += sum(r.duration_s for r in out.results)
                 progress.advance(bar, len(chunk.calls) + len(chunk.failures))
+                del out, futures  # stored: free the chunk's audio and results before the next
+                release_freed_memory()
                 wall = time.monotonic() - started
                 progress.update(bar, description=f"reviewing calls, {audio_s / wall:.0f}x realtime")
                 logger.info(
