@@ -83,8 +83,7 @@ class AsrOptions:
     logprob_min: float
     compression_ratio_max: float
     fallback_temperatures: tuple[float, ...]
-    # how the model is run (pipeline/asr/decode.py): auto | fp32 | bf16 | int8 | fp16 (CUDA)
-    compute: Literal["auto", "fp32", "bf16", "int8", "fp16"] = "auto"
+    compute: Literal["auto", "fp32", "bf16", "int8", "fp16"] = "auto"  # pipeline/asr/decode.py
     hallucinations: tuple[str, ...] = ()  # filled from [lexicon] hallucinations
     redaction: RedactOptions = DEFAULT_REDACTION  # PII masking (pipeline/redact.py documents it)
 

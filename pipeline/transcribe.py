@@ -1,23 +1,20 @@
 """Speech segments -> utterances with text, using openai-whisper.
 
-Whisper's encoder always looks at 30 s, so decoding each short turn alone would spend most of
-the encoder on padding. Instead each speaker's consecutive segments, each with a little of the
-recording around it, are packed into windows of up to 30 s (with a short silence between them),
-windows are decoded in batches with timestamps, and the timed text is mapped back onto the VAD
-segments it overlaps. Each window is decoded independently (no conditioning on previous text),
-which removes Whisper's repetition loops. Where Whisper stopped early, the window is decoded again
-from its last timestamp, as Whisper's own `transcribe` seeks. Windows from many calls can share a
-batch: `transcribe_calls` takes any number of calls.
+Each speaker's segments are packed into windows of up to 30 s (`pipeline/windows.py`), windows are
+decoded in batches with timestamps, and the timed text is mapped back onto the VAD segments it
+overlaps. Each window is decoded independently (no conditioning on previous text), which removes
+Whisper's repetition loops. Where Whisper stopped early, the window is decoded again from its last
+timestamp, as Whisper's own `transcribe` seeks. Windows from many calls can share a batch:
+`transcribe_calls` takes any number of calls.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import whisper
-from whisper.tokenizer import Tokenizer, get_tokenizer
+from whisper.tokenizer import get_tokenizer
 
 from pipeline.asr.decode import AsrRuntime, decode_batch
 from pipeline.audio import SAMPLE_RATE
@@ -25,49 +22,10 @@ from pipeline.config import AsrOptions
 from pipeline.records import CallAudio, Coverage, Segment, Transcript, Utterance
 from pipeline.redact import RedactOptions, redact_utterances
 from pipeline.rows import PiiSpan
-from pipeline.text import is_hallucination, simplify
+from pipeline.text import simplify
+from pipeline.windows import Window, assign_texts, pack_windows, speech_after, timed_segments
 
-TimedText = tuple[float, float, str]  # (start_s, end_s) within a window, and the text
 SEEKS = 3  # most re-decodes of one window from where its text stopped
-
-
-@dataclass(frozen=True)
-class Piece:
-    """One VAD segment placed in a window: its source times and where it sits in the window.
-
-    The clip carries `lead_s` / `trail_s` of the recording around the speech, so Whisper hears
-    a word's onset the way it was trained to (not cut at the first sample of speech).
-    """
-
-    segment: Segment
-    offset_s: float  # where the clip (lead included) starts within the window
-    lead_s: float = 0.0
-    trail_s: float = 0.0
-
-    @property
-    def duration_s(self) -> float:
-        return self.segment.end_s - self.segment.start_s
-
-    @property
-    def speech(self) -> tuple[float, float]:
-        """Where the VAD speech lies within the window."""
-        start = self.offset_s + self.lead_s
-        return start, start + self.duration_s
-
-    @property
-    def span(self) -> tuple[float, float]:
-        """Where the whole clip lies within the window."""
-        return self.offset_s, self.speech[1] + self.trail_s
-
-    def shifted(self, by_s: float) -> Piece:
-        return Piece(self.segment, self.offset_s - by_s, self.lead_s, self.trail_s)
-
-
-@dataclass(frozen=True)
-class Window:
-    call_id: str
-    audio: np.ndarray
-    pieces: tuple[Piece, ...]
 
 
 @dataclass(frozen=True)
@@ -80,115 +38,6 @@ class WindowText:
     no_speech_prob: float
     compression_ratio: float
     text_end_s: float = 0.0  # where the last timed text ended in the window (0: no text)
-
-
-def context_around(
-    seg: Segment, heard: list[Segment], duration_s: float, pad_s: float
-) -> tuple[float, float]:
-    """Recording to keep before and after a segment: up to `pad_s`, never more than half the
-    pause to the nearest other segment heard on the same track (a mono call's other speaker
-    included), so no word is heard in two clips."""
-    before = max((s.end_s for s in heard if s is not seg and s.end_s <= seg.start_s), default=None)
-    after = min((s.start_s for s in heard if s is not seg and s.start_s >= seg.end_s), default=None)
-    lead = seg.start_s if before is None else (seg.start_s - before) / 2
-    trail = duration_s - seg.end_s if after is None else (after - seg.end_s) / 2
-    if any(s is not seg and s.start_s < seg.end_s and s.end_s > seg.start_s for s in heard):
-        lead = trail = 0.0  # overlapping speech (a mono mix): its edges are someone else's words
-    return max(0.0, min(pad_s, lead)), max(0.0, min(pad_s, trail))
-
-
-def pack_windows(
-    call_id: str, audio: CallAudio, segments: list[Segment], options: AsrOptions
-) -> list[Window]:
-    """Concatenate each speaker's segments, in order, into windows of at most `window_s`."""
-    windows: list[Window] = []
-    gap = np.zeros(int(options.gap_s * SAMPLE_RATE), dtype=np.float32)
-    for speaker in ("agent", "customer"):
-        own = [s for s in segments if s.speaker == speaker]
-        heard = segments if audio.is_mono else own
-        clips: list[np.ndarray] = []
-        pieces: list[Piece] = []
-        used = 0.0
-        for seg in own:
-            lead, trail = context_around(seg, heard, audio.duration_s, options.context_s)
-            clip = audio.clip(speaker, seg.start_s - lead, seg.end_s + trail)
-            clip = clip[: int(options.window_s * SAMPLE_RATE)]
-            length = len(clip) / SAMPLE_RATE
-            if pieces and used + options.gap_s + length > options.window_s:
-                windows.append(Window(call_id, np.concatenate(clips), tuple(pieces)))
-                clips, pieces, used = [], [], 0.0
-            if pieces:
-                clips.append(gap)
-                used += options.gap_s
-            pieces.append(Piece(seg, used, lead, trail))
-            clips.append(clip)
-            used += length
-        if pieces:
-            windows.append(Window(call_id, np.concatenate(clips), tuple(pieces)))
-    return windows
-
-
-def timed_segments(tokens: list[int], tokenizer: Tokenizer, end_s: float) -> list[TimedText]:
-    """Split a decoded token list at Whisper's timestamp tokens into (start, end, text)."""
-    out: list[TimedText] = []
-    start: float | None = None
-    text_tokens: list[int] = []
-    for tok in tokens:
-        if tok >= tokenizer.timestamp_begin:
-            t = (tok - tokenizer.timestamp_begin) * 0.02
-            if text_tokens:
-                out.append((start or 0.0, t, tokenizer.decode(text_tokens)))
-                text_tokens, start = [], None
-            else:
-                start = t
-        elif tok < tokenizer.eot:
-            text_tokens.append(tok)
-    if text_tokens:
-        out.append((start or 0.0, end_s, tokenizer.decode(text_tokens)))
-    return out
-
-
-def assign_texts(
-    pieces: tuple[Piece, ...], timed: list[TimedText], options: AsrOptions
-) -> tuple[tuple[tuple[str, ...], ...], tuple[float, ...]]:
-    """Give each timed text to the piece(s) it overlaps; split it by overlap when it spans two.
-
-    Returns the texts per piece and the seconds of each piece's speech covered by timed text.
-    """
-    spans = [p.span for p in pieces]
-    texts: list[list[str]] = [[] for _ in pieces]
-    covered = [0.0] * len(pieces)
-    for start, end, raw in timed:
-        text = raw.strip()
-        if not text or is_hallucination(text, options.hallucinations):
-            continue
-        covered = [
-            c + max(0.0, min(end, p.speech[1]) - max(start, p.speech[0]))
-            for c, p in zip(covered, pieces, strict=True)
-        ]
-        overlaps = [max(0.0, min(end, b) - max(start, a)) for a, b in spans]
-        total = sum(overlaps)
-        if total <= 0:  # timestamp outside every piece: give it to the nearest
-            mid = (start + end) / 2
-            nearest = min(
-                range(len(spans)), key=lambda i: min(abs(mid - spans[i][0]), abs(mid - spans[i][1]))
-            )
-            texts[nearest].append(text)
-            continue
-        shares = [o / total for o in overlaps]
-        if max(shares) > options.whole_piece_share:
-            texts[int(np.argmax(shares))].append(text)
-            continue
-        cut = 0
-        for i, share in enumerate(shares):
-            if share <= 0:
-                continue
-            n = round(share * len(text))
-            texts[i].append(text[cut : cut + n])
-            cut += n
-        if cut < len(text):
-            texts[max(i for i, s in enumerate(shares) if s > 0)].append(text[cut:])
-    return tuple(tuple(t) for t in texts), tuple(covered)
 
 
 def _decode(model: whisper.Whisper | AsrRuntime, windows: list[Window], temperature: float) -> list:
@@ -257,11 +106,6 @@ def decode_pass(
                 )
             )
     return out
-
-
-def speech_after(window: Window, t: float) -> float:
-    """Seconds of the window's speech that lie after `t`."""
-    return sum(max(0.0, b - max(a, t)) for a, b in (p.speech for p in window.pieces))
 
 
 def seek(

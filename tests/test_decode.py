@@ -19,7 +19,8 @@ from pipeline.audio import SAMPLE_RATE, load_call
 from pipeline.config import default_config
 from pipeline.evaluation import cer
 from pipeline.records import Segment
-from pipeline.transcribe import Piece, Window, decode_pass
+from pipeline.transcribe import decode_pass
+from pipeline.windows import Piece, Window
 
 from .conftest import SAMPLES
 

@@ -11,19 +11,16 @@ from pipeline.audio import SAMPLE_RATE, load_call
 from pipeline.config import default_config
 from pipeline.evaluation import cer
 from pipeline.records import CallAudio, Segment
-from pipeline.transcribe import (
+from pipeline.transcribe import WindowText, seek, speech_coverage, transcribe_calls
+from pipeline.vad import find_segments, load_vad_model
+from pipeline.windows import (
     Piece,
     Window,
-    WindowText,
     assign_texts,
     context_around,
     pack_windows,
-    seek,
-    speech_coverage,
     timed_segments,
-    transcribe_calls,
 )
-from pipeline.vad import find_segments, load_vad_model
 
 CONFIG = default_config()
 ASR = CONFIG.asr
