@@ -26,6 +26,8 @@ from pipeline.text import simplify
 from pipeline.windows import Window, assign_texts, pack_windows, speech_after, timed_segments
 
 SEEKS = 3  # most re-decodes of one window from where its text stopped
+# openai-whisper as loaded, or with how it is run decided (pipeline/asr/decode.py)
+AsrModel = whisper.Whisper | AsrRuntime
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,7 @@ class WindowText:
     text_end_s: float = 0.0  # where the last timed text ended in the window (0: no text)
 
 
-def _decode(model: whisper.Whisper | AsrRuntime, windows: list[Window], temperature: float) -> list:
+def _decode(model: AsrModel, windows: list[Window], temperature: float) -> list:
     """Decode windows together: with the runtime's compute mode and fast greedy decoder
     (pipeline.asr.decode) when given an AsrRuntime, else whisper.decode as is."""
     if isinstance(model, AsrRuntime):
@@ -65,9 +67,7 @@ def _decode(model: whisper.Whisper | AsrRuntime, windows: list[Window], temperat
         return whisper.decode(model, mels, options)
 
 
-def decode_pass(
-    model: whisper.Whisper, windows: list[Window], options: AsrOptions
-) -> list[WindowText]:
+def decode_pass(model: AsrModel, windows: list[Window], options: AsrOptions) -> list[WindowText]:
     """Decode windows in batches; re-decode a window at rising temperature when it loops."""
     if not windows:
         return []
@@ -109,7 +109,7 @@ def decode_pass(
 
 
 def seek(
-    model: whisper.Whisper, windows: list[Window], first: list[WindowText], options: AsrOptions
+    model: AsrModel, windows: list[Window], first: list[WindowText], options: AsrOptions
 ) -> tuple[list[list[tuple[str, ...]]], list[list[float]]]:
     """Whisper's seek, for packed windows: where decoding stopped with `seek_min_s` or more of
     speech still ahead (an end-of-text before the window's last turns), decode again from the
@@ -143,9 +143,7 @@ def seek(
     return texts, covered
 
 
-def decode_windows(
-    model: whisper.Whisper, windows: list[Window], options: AsrOptions
-) -> list[WindowText]:
+def decode_windows(model: AsrModel, windows: list[Window], options: AsrOptions) -> list[WindowText]:
     """Decode packed windows, seek past early stops, then decode alone every piece still left
     uncovered.
 
@@ -247,7 +245,7 @@ def speech_coverage(
 
 
 def transcribe_calls(
-    model: whisper.Whisper,
+    model: AsrModel,
     calls: list[tuple[str, CallAudio, list[Segment]]],
     options: AsrOptions,
 ) -> dict[str, Transcript]:

@@ -66,6 +66,8 @@ def context_around(
     """Recording to keep before and after a segment: up to `pad_s`, never more than half the
     pause to the nearest other segment heard on the same track (a mono call's other speaker
     included), so no word is heard in two clips."""
+    if pad_s <= 0:
+        return 0.0, 0.0
     before = max((s.end_s for s in heard if s is not seg and s.end_s <= seg.start_s), default=None)
     after = min((s.start_s for s in heard if s is not seg and s.start_s >= seg.end_s), default=None)
     lead = seg.start_s if before is None else (seg.start_s - before) / 2
