@@ -75,7 +75,7 @@ class AsrOptions:
     batch_size: int
     window_s: float
     gap_s: float
-    context_s: float
+    onset_s: float
     whole_piece_share: float
     seek_min_s: float
     retry_coverage: float

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 import whisper
 from whisper.tokenizer import get_tokenizer
 
-from pipeline.asr.decode import AsrRuntime, decode_batch
+from pipeline.asr.decode import AsrRuntime, Decoded, decode_batch, make_runtime
 from pipeline.audio import SAMPLE_RATE
 from pipeline.config import AsrOptions
 from pipeline.records import CallAudio, Coverage, Segment, Transcript, Utterance
@@ -42,29 +41,11 @@ class WindowText:
     text_end_s: float = 0.0  # where the last timed text ended in the window (0: no text)
 
 
-def _decode(model: AsrModel, windows: list[Window], temperature: float) -> list:
-    """Decode windows together: with the runtime's compute mode and fast greedy decoder
-    (pipeline.asr.decode) when given an AsrRuntime, else whisper.decode as is."""
-    if isinstance(model, AsrRuntime):
-        return decode_batch(model, [w.audio for w in windows], temperature)
-    mels = torch.stack(
-        [
-            whisper.log_mel_spectrogram(
-                whisper.pad_or_trim(torch.from_numpy(w.audio)), n_mels=model.dims.n_mels
-            )
-            for w in windows
-        ]
-    ).to(model.device)
-    options = whisper.DecodingOptions(
-        task="transcribe",
-        language="zh",
-        temperature=temperature,
-        best_of=5 if temperature > 0 else None,
-        without_timestamps=False,
-        fp16=model.device.type == "cuda",
-    )
-    with torch.inference_mode():
-        return whisper.decode(model, mels, options)
+def _decode(model: AsrModel, windows: list[Window], temperature: float) -> list[Decoded]:
+    """Decode windows together with the runtime's compute mode and greedy decoder; a plain
+    openai-whisper model runs as fp32, which gives whisper.decode's tokens exactly."""
+    runtime = model if isinstance(model, AsrRuntime) else make_runtime(model, "fp32")
+    return decode_batch(runtime, [w.audio for w in windows], temperature)
 
 
 def decode_pass(model: AsrModel, windows: list[Window], options: AsrOptions) -> list[WindowText]:

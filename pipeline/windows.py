@@ -25,14 +25,13 @@ TimedText = tuple[float, float, str]  # (start_s, end_s) within a window, and th
 class Piece:
     """One VAD segment placed in a window: its source times and where it sits in the window.
 
-    The clip carries `lead_s` / `trail_s` of the recording around the speech, so Whisper hears
-    a word's onset the way it was trained to (not cut at the first sample of speech).
+    The clip starts `lead_s` before the VAD speech, so Whisper hears a turn's first syllable
+    (the VAD fires a little after a soft onset, and Whisper then drops the word).
     """
 
     segment: Segment
     offset_s: float  # where the clip (lead included) starts within the window
     lead_s: float = 0.0
-    trail_s: float = 0.0
 
     @property
     def duration_s(self) -> float:
@@ -47,10 +46,10 @@ class Piece:
     @property
     def span(self) -> tuple[float, float]:
         """Where the whole clip lies within the window."""
-        return self.offset_s, self.speech[1] + self.trail_s
+        return self.offset_s, self.speech[1]
 
     def shifted(self, by_s: float) -> Piece:
-        return Piece(self.segment, self.offset_s - by_s, self.lead_s, self.trail_s)
+        return Piece(self.segment, self.offset_s - by_s, self.lead_s)
 
 
 @dataclass(frozen=True)
@@ -60,21 +59,17 @@ class Window:
     pieces: tuple[Piece, ...]
 
 
-def context_around(
-    seg: Segment, heard: list[Segment], duration_s: float, pad_s: float
-) -> tuple[float, float]:
-    """Recording to keep before and after a segment: up to `pad_s`, never more than half the
-    pause to the nearest other segment heard on the same track (a mono call's other speaker
-    included), so no word is heard in two clips."""
+def onset_lead(seg: Segment, heard: list[Segment], pad_s: float) -> float:
+    """Recording to keep before a segment: up to `pad_s`, never more than half the pause since
+    the previous segment heard on the same track (a mono call's other speaker included), so no
+    word is heard in two clips. Nothing after the segment: measured, a trailing pad cost CER."""
     if pad_s <= 0:
-        return 0.0, 0.0
-    before = max((s.end_s for s in heard if s is not seg and s.end_s <= seg.start_s), default=None)
-    after = min((s.start_s for s in heard if s is not seg and s.start_s >= seg.end_s), default=None)
-    lead = seg.start_s if before is None else (seg.start_s - before) / 2
-    trail = duration_s - seg.end_s if after is None else (after - seg.end_s) / 2
+        return 0.0
     if any(s is not seg and s.start_s < seg.end_s and s.end_s > seg.start_s for s in heard):
-        lead = trail = 0.0  # overlapping speech (a mono mix): its edges are someone else's words
-    return max(0.0, min(pad_s, lead)), max(0.0, min(pad_s, trail))
+        return 0.0  # overlapping speech (a mono mix): what precedes it is someone else's words
+    before = max((s.end_s for s in heard if s is not seg and s.end_s <= seg.start_s), default=None)
+    lead = seg.start_s if before is None else (seg.start_s - before) / 2
+    return max(0.0, min(pad_s, lead))
 
 
 def pack_windows(
@@ -90,8 +85,8 @@ def pack_windows(
         pieces: list[Piece] = []
         used = 0.0
         for seg in own:
-            lead, trail = context_around(seg, heard, audio.duration_s, options.context_s)
-            clip = audio.clip(speaker, seg.start_s - lead, seg.end_s + trail)
+            lead = onset_lead(seg, heard, options.onset_s)
+            clip = audio.clip(speaker, seg.start_s - lead, seg.end_s)
             clip = clip[: int(options.window_s * SAMPLE_RATE)]
             length = len(clip) / SAMPLE_RATE
             if pieces and used + options.gap_s + length > options.window_s:
@@ -100,7 +95,7 @@ def pack_windows(
             if pieces:
                 clips.append(gap)
                 used += options.gap_s
-            pieces.append(Piece(seg, used, lead, trail))
+            pieces.append(Piece(seg, used, lead))
             clips.append(clip)
             used += length
         if pieces:

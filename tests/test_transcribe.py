@@ -17,7 +17,7 @@ from pipeline.windows import (
     Piece,
     Window,
     assign_texts,
-    context_around,
+    onset_lead,
     pack_windows,
     timed_segments,
 )
@@ -45,7 +45,7 @@ def test_windows_hold_one_speaker_and_at_most_30_s():
     for w in windows:
         assert len(w.audio) <= 30 * SAMPLE_RATE
         assert len({p.segment.speaker for p in w.pieces}) == 1
-        # each clip (speech and its context) is followed by the gap, then the next clip
+        # each clip (its onset lead and speech) is followed by the gap, then the next clip
         assert w.pieces[0].offset_s == 0.0
         for a, b in zip(w.pieces, w.pieces[1:], strict=False):
             assert b.offset_s == pytest.approx(a.span[1] + ASR.gap_s, abs=1e-3)
@@ -53,16 +53,17 @@ def test_windows_hold_one_speaker_and_at_most_30_s():
     assert sum(len(w.pieces) for w in windows) == 30
 
 
-def test_context_stops_halfway_to_the_next_voice_heard_on_the_track():
+def test_onset_lead_stops_halfway_to_the_previous_voice_heard_on_the_track():
     a, b, c = Segment(0.05, 2.0, "agent"), Segment(2.1, 4.0, "agent"), Segment(9.0, 10.0, "agent")
     own = [a, b, c]
-    assert context_around(a, own, 10.2, 0.3) == pytest.approx((0.05, 0.05))  # call start; 0.1 pause
-    assert context_around(b, own, 10.2, 0.3) == pytest.approx((0.05, 0.3))
-    assert context_around(c, own, 10.2, 0.3) == pytest.approx((0.3, 0.2))  # call end
-    # a mono mix: the other speaker's words are heard too, so they bound the context as well
+    assert onset_lead(a, own, 0.3) == pytest.approx(0.05)  # call start
+    assert onset_lead(b, own, 0.3) == pytest.approx(0.05)  # a 0.1 s pause since a
+    assert onset_lead(c, own, 0.3) == pytest.approx(0.3)
+    assert onset_lead(c, own, 0.0) == 0.0
+    # a mono mix: the other speaker's words are heard too, so they bound the lead as well
     other = Segment(4.2, 8.5, "customer")
-    assert context_around(b, [*own, other], 10.2, 0.3) == pytest.approx((0.05, 0.1))
-    assert context_around(other, [other, Segment(5.0, 6.0, "agent")], 10.2, 0.3) == (0.0, 0.0)
+    assert onset_lead(c, [*own, other], 0.3) == pytest.approx(0.25)
+    assert onset_lead(other, [other, Segment(5.0, 6.0, "agent")], 0.3) == 0.0
 
 
 def test_timestamp_tokens_split_text_into_timed_segments():
