@@ -66,6 +66,19 @@ def test_onset_lead_stops_halfway_to_the_previous_voice_heard_on_the_track():
     assert onset_lead(other, [other, Segment(5.0, 6.0, "agent")], 0.3) == 0.0
 
 
+def test_each_clip_starts_onset_s_before_its_speech():
+    audio = _audio(20.0)
+    segs = [Segment(2.0, 4.0, "agent"), Segment(9.0, 11.0, "agent")]
+    (window,) = pack_windows("c", audio, segs, ASR)
+    agent = audio.tracks[0]
+    for piece in window.pieces:
+        assert piece.lead_s == pytest.approx(ASR.onset_s)
+        a, b = piece.span
+        clip = window.audio[round(a * SAMPLE_RATE) : round(b * SAMPLE_RATE)]
+        start = round((piece.segment.start_s - ASR.onset_s) * SAMPLE_RATE)
+        np.testing.assert_array_equal(clip, agent[start : start + len(clip)])
+
+
 def test_timestamp_tokens_split_text_into_timed_segments():
     tok = get_tokenizer(True, num_languages=99, language="zh", task="transcribe")
     ts = lambda s: tok.timestamp_begin + round(s / 0.02)  # noqa: E731
