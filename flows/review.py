@@ -22,7 +22,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
@@ -206,14 +206,21 @@ def _chunks_in_flight(
     config: Config,
     done: dict[str, str],
     prints: dict[str, VoicePrint],
+    stored: Container[str],
 ) -> Iterator[tuple[ManifestChunk, list[PrefectFuture]]]:
     """Each chunk with its preparation already submitted, one chunk ahead of the consumer: while
-    a chunk is transcribed, the next one is being decoded and VAD-ed."""
+    a chunk is transcribed, the next one is being decoded and VAD-ed.
+
+    A call already `stored` fed the agent's voice print when it was first processed, so it is
+    not embedded again (a --force re-run would count it twice)."""
     pending: tuple[ManifestChunk, list[PrefectFuture]] | None = None
     for chunk in chunks:
         futures = [
             prepare_call_task.submit(
-                c, config, done.get(c.call_id), review.needs_print(c.agent_id, prints, config)
+                c,
+                config,
+                done.get(c.call_id),
+                c.call_id not in stored and review.needs_print(c.agent_id, prints, config),
             )
             for c in chunk.calls
         ]
@@ -272,7 +279,8 @@ def review_calls(
                 status="running",
             ),
         )
-        done = {} if force else store.done_calls(con)
+        stored = store.done_calls(con)
+        done = {} if force else stored
         prints = store.load_voice_prints(con)
         columns = (
             TextColumn("{task.description}"),
@@ -283,7 +291,7 @@ def review_calls(
         chunks = iter_manifest(folder, config.run.chunk_calls)
         with Progress(*columns, transient=True) as progress:
             bar = progress.add_task("reviewing calls", total=n_inputs)
-            for chunk, futures in _chunks_in_flight(chunks, config, done, prints):
+            for chunk, futures in _chunks_in_flight(chunks, config, done, prints, stored):
                 out = _finish_chunk(chunk, futures, prints, config)
                 store.save_chunk(
                     con,

@@ -12,13 +12,15 @@ from tests.conftest import ROOT
 CLI = [sys.executable, "-m", "callreview.cli"]
 
 
-def start_run(folder: Path, db: Path, **settings: str) -> subprocess.Popen:
+def start_run(
+    folder: Path, db: Path, flags: tuple[str, ...] = (), **settings: str
+) -> subprocess.Popen:
     """Start `callreview run FOLDER` into `db`, with [run] settings as CALLREVIEW_RUN__* values,
     in a session of its own (so a test can kill -9 the run and its Prefect server at once)."""
     env = {**os.environ, "CALLREVIEW_DB": str(db)}
     env.update({f"CALLREVIEW_RUN__{k.upper()}": v for k, v in settings.items()})
     return subprocess.Popen(
-        [*CLI, "run", str(folder)],
+        [*CLI, "run", str(folder), *flags],
         cwd=folder.parent,
         env=env,
         stdout=subprocess.PIPE,

@@ -89,3 +89,21 @@ def test_a_run_killed_after_its_first_chunk_resumes_storing_every_call_once(fold
     assert sorted(per_call) == sorted((c, 1) for c in CALLS)
     assert utt_dupes == 0
     assert statuses == ["interrupted", "ok"]
+
+
+def test_a_forced_re_run_does_not_count_its_calls_into_the_voice_prints_twice(folder, tmp_path):
+    db = tmp_path / "prints.duckdb"
+    finish(start_run(folder, db))
+    first = _print_counts(db)
+    assert first == {c.split("-")[0]: 1 for c in CALLS}  # one stereo call per agent
+    out = finish(start_run(folder, db, ("--force",)))
+    assert f"{len(CALLS)} calls processed" in out
+    assert _print_counts(db) == first
+
+
+def _print_counts(db: Path) -> dict[str, int]:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return dict(con.execute("SELECT agent_id, n_calls FROM agent_voice_prints").fetchall())
+    finally:
+        con.close()
