@@ -164,6 +164,7 @@ def _finish_chunk(
     futures: list[PrefectFuture],
     prints: dict[str, VoicePrint],
     config: Config,
+    stored: Container[str],
 ) -> ChunkOutcome:
     """Wait for the chunk's preparation, attribute its mono calls, transcribe it, measure its
     calls. `prints` (the agents' voice prints) is updated in place for the next chunk."""
@@ -179,7 +180,7 @@ def _finish_chunk(
                 prepared.append(value)
         else:
             out.fail(call, _reason(future.state))
-    prepared, out.prints, choices = review.attribute_chunk(prepared, prints, config)
+    prepared, out.prints, choices = review.attribute_chunk(prepared, prints, config, stored)
     prints.update(out.prints)
     transcripts = _transcribe(prepared, config, out)
     measured = [
@@ -292,7 +293,7 @@ def review_calls(
         with Progress(*columns, transient=True) as progress:
             bar = progress.add_task("reviewing calls", total=n_inputs)
             for chunk, futures in _chunks_in_flight(chunks, config, done, prints, stored):
-                out = _finish_chunk(chunk, futures, prints, config)
+                out = _finish_chunk(chunk, futures, prints, config, stored)
                 store.save_chunk(
                     con,
                     run_id,

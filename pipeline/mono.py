@@ -21,7 +21,7 @@ docs/METRICS.md, "Mono calls", has the measured figures (scripts/eval_mono.py).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -133,6 +133,7 @@ def attribute_chunk(
     stereo_embeddings: Mapping[str, Sequence[np.ndarray | None]],
     options: SpeakerOptions,
     phrase_counts: Mapping[str, tuple[int, ...]] | None = None,
+    stored: Container[str] = (),
 ) -> tuple[dict[str, list[Segment]], dict[str, VoicePrint], dict[str, AgentChoice]]:
     """Stage B for one chunk: which voice of each mono call is the agent.
 
@@ -141,6 +142,9 @@ def attribute_chunk(
     stereo_embeddings: agent_id -> this chunk's stereo_agent_embedding results (None skipped).
     phrase_counts: call_id -> speakers.phrase_hits per voice, where transcripts are already
       known (the flow settles after transcription instead: settle_by_phrases).
+    stored: call_ids an earlier run already processed (a --force re-run): they are attributed
+      as usual, but an agent's recurrence print is not updated from a chunk holding any of
+      them, since they already count in it.
 
     Returns (segments by call_id, sorted by start; the prints to store, only those that changed;
     the choice per call_id, for attribution_row). Prints: an agent's stereo print gains this
@@ -168,6 +172,7 @@ def attribute_chunk(
         vp = updated.get(agent_id) or prints.get(agent_id)
         res = choose_agent_voices(agent_id, calls, options, vp, phrase_counts)
         voting = any(c.n_voices >= 1 for c in calls)
+        voting = voting and not any(c.call_id in stored for c in calls)
         if (vp is None or vp.source == "recurrence") and res.voice_print is not None and voting:
             updated[agent_id] = replace(res.voice_print, source="recurrence")
         for c in calls:

@@ -12,7 +12,7 @@ and writes the database.
 from __future__ import annotations
 
 import platform
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import asdict, fields, replace
 from importlib.metadata import PackageNotFoundError, version
 
@@ -92,18 +92,23 @@ def prepare_call(
 
 
 def attribute_chunk(
-    prepared: Sequence[PreparedCall], prints: Mapping[str, VoicePrint], config: Config
+    prepared: Sequence[PreparedCall],
+    prints: Mapping[str, VoicePrint],
+    config: Config,
+    stored: Container[str] = (),
 ) -> tuple[list[PreparedCall], dict[str, VoicePrint], dict[str, AgentChoice]]:
     """Give the chunk's mono calls their agent and customer segments (the agent's voice print,
     or the voice that recurs across the agent's calls); refresh the prints from the chunk's
     stereo calls. Returns the calls with segments, the prints that changed, and each mono call's
-    decision."""
+    decision. Calls already `stored` by an earlier run do not feed a recurrence print again."""
     mono_calls = [(p.call.call_id, p.call.agent_id, p.voices) for p in prepared if p.voices]
     stereo: dict[str, list[np.ndarray | None]] = {}
     for p in prepared:
         if p.agent_embedding is not None:
             stereo.setdefault(p.call.agent_id, []).append(p.agent_embedding)
-    segments, updated, choices = mono.attribute_chunk(mono_calls, prints, stereo, config.speakers)
+    segments, updated, choices = mono.attribute_chunk(
+        mono_calls, prints, stereo, config.speakers, stored=stored
+    )
     calls = [
         replace(p, segments=tuple(segments[p.call.call_id])) if p.voices else p for p in prepared
     ]

@@ -237,6 +237,21 @@ def test_recurrence_print_from_one_chunk_decides_a_lone_call_of_the_next():
     assert again["A"].n_calls == 3
 
 
+def test_calls_already_stored_are_attributed_but_do_not_feed_the_recurrence_print_again():
+    rng = np.random.default_rng(7)
+    agent = _unit(rng.normal(size=DIM))
+    calls = [
+        ("c1", "A", _voices("", [_near(agent, 0.93, rng), _near(agent, 0.5, rng)])),
+        ("c2", "A", _voices("", [_near(agent, 0.5, rng), _near(agent, 0.93, rng)])),
+    ]
+    _, first, choices = mono.attribute_chunk(calls, {}, {}, OPTS)
+    # a --force re-run of the same calls: the same decisions, the print left as it was
+    _, again, rerun = mono.attribute_chunk(calls, first, {}, OPTS, stored={"c1", "c2"})
+    assert again == {}
+    assert {k: c.agent_voice for k, c in rerun.items()} == {"c1": 0, "c2": 1}
+    assert {k: c.agent_voice for k, c in choices.items()} == {"c1": 0, "c2": 1}
+
+
 def test_no_print_and_one_voice_falls_back_deterministically():
     rng = np.random.default_rng(8)
     one = _voices("", [rng.normal(size=DIM)])
