@@ -171,8 +171,7 @@ def attribute_chunk(
         calls = by_agent[agent_id]
         vp = updated.get(agent_id) or prints.get(agent_id)
         res = choose_agent_voices(agent_id, calls, options, vp, phrase_counts)
-        voting = any(c.n_voices >= 1 for c in calls)
-        voting = voting and not any(c.call_id in stored for c in calls)
+        voting = any(c.n_voices >= 1 for c in calls) and not any(c.call_id in stored for c in calls)
         if (vp is None or vp.source == "recurrence") and res.voice_print is not None and voting:
             updated[agent_id] = replace(res.voice_print, source="recurrence")
         for c in calls:

@@ -13,9 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import whisper
-from whisper.tokenizer import get_tokenizer
 
-from pipeline.asr.decode import AsrRuntime, Decoded, decode_batch, make_runtime
+from pipeline.asr.decode import AsrRuntime, decode_batch, make_runtime
 from pipeline.audio import SAMPLE_RATE
 from pipeline.config import AsrOptions
 from pipeline.records import CallAudio, Coverage, Segment, Transcript, Utterance
@@ -41,29 +40,26 @@ class WindowText:
     text_end_s: float = 0.0  # where the last timed text ended in the window (0: no text)
 
 
-def _decode(model: AsrModel, windows: list[Window], temperature: float) -> list[Decoded]:
-    """Decode windows together with the runtime's compute mode and greedy decoder; a plain
-    openai-whisper model runs as fp32, which gives whisper.decode's tokens exactly."""
-    runtime = model if isinstance(model, AsrRuntime) else make_runtime(model, "fp32")
-    return decode_batch(runtime, [w.audio for w in windows], temperature)
+def as_runtime(model: AsrModel) -> AsrRuntime:
+    """The runtime to decode with: a plain openai-whisper model runs as fp32, which gives
+    whisper.decode's tokens exactly (tests/test_decode.py)."""
+    return model if isinstance(model, AsrRuntime) else make_runtime(model, "fp32")
 
 
 def decode_pass(model: AsrModel, windows: list[Window], options: AsrOptions) -> list[WindowText]:
     """Decode windows in batches; re-decode a window at rising temperature when it loops."""
     if not windows:
         return []
-    tokenizer = get_tokenizer(
-        model.is_multilingual, num_languages=model.num_languages, language="zh", task="transcribe"
-    )
+    runtime = as_runtime(model)
     out: list[WindowText] = []
     for i in range(0, len(windows), options.batch_size):
         batch = windows[i : i + options.batch_size]
-        results = _decode(model, batch, 0.0)
+        results = decode_batch(runtime, [w.audio for w in batch], 0.0)
         for window, result in zip(batch, results, strict=True):
             for temperature in options.fallback_temperatures:
                 if result.compression_ratio <= options.compression_ratio_max:
                     break
-                result = _decode(model, [window], temperature)[0]
+                result = decode_batch(runtime, [window.audio], temperature)[0]
             texts: tuple[tuple[str, ...], ...] = tuple(() for _ in window.pieces)
             covered = tuple(0.0 for _ in window.pieces)
             end_s = 0.0
@@ -73,7 +69,9 @@ def decode_pass(model: AsrModel, windows: list[Window], options: AsrOptions) -> 
                 and result.avg_logprob < options.logprob_min
             )
             if not silent:
-                timed = timed_segments(result.tokens, tokenizer, len(window.audio) / SAMPLE_RATE)
+                timed = timed_segments(
+                    result.tokens, runtime.tokenizer, len(window.audio) / SAMPLE_RATE
+                )
                 texts, covered = assign_texts(window.pieces, timed, options)
                 end_s = max((end for _, end, _ in timed), default=0.0)
             out.append(
@@ -133,6 +131,7 @@ def decode_windows(model: AsrModel, windows: list[Window], options: AsrOptions) 
     (`seek`). A piece still less than `retry_coverage` covered by timestamped text is decoded
     again on its own, and that text replaces the partial one.
     """
+    model = as_runtime(model)  # once, not per pass
     first = decode_pass(model, windows, options)
     texts, covered = seek(model, windows, first, options)
     retry = [

@@ -221,13 +221,18 @@ def test_stereo_calls_of_the_chunk_update_the_print_weighted_by_calls():
     np.testing.assert_allclose(new["A"].embedding, new_emb, atol=1e-6)
 
 
-def test_recurrence_print_from_one_chunk_decides_a_lone_call_of_the_next():
-    rng = np.random.default_rng(7)
-    agent = _unit(rng.normal(size=DIM))
-    first = [
+def _two_calls_of_agent_a(agent: np.ndarray, rng: np.random.Generator) -> list:
+    """Mono calls c1 and c2 of agent A: the agent is voice 0 in c1 and voice 1 in c2."""
+    return [
         ("c1", "A", _voices("", [_near(agent, 0.93, rng), _near(agent, 0.5, rng)])),
         ("c2", "A", _voices("", [_near(agent, 0.5, rng), _near(agent, 0.93, rng)])),
     ]
+
+
+def test_recurrence_print_from_one_chunk_decides_a_lone_call_of_the_next():
+    rng = np.random.default_rng(7)
+    agent = _unit(rng.normal(size=DIM))
+    first = _two_calls_of_agent_a(agent, rng)
     _, new, choices = mono.attribute_chunk(first, {}, {}, OPTS)
     assert {k: c.agent_voice for k, c in choices.items()} == {"c1": 0, "c2": 1}
     assert (new["A"].source, new["A"].n_calls) == ("recurrence", 2)
@@ -240,10 +245,7 @@ def test_recurrence_print_from_one_chunk_decides_a_lone_call_of_the_next():
 def test_calls_already_stored_are_attributed_but_do_not_feed_the_recurrence_print_again():
     rng = np.random.default_rng(7)
     agent = _unit(rng.normal(size=DIM))
-    calls = [
-        ("c1", "A", _voices("", [_near(agent, 0.93, rng), _near(agent, 0.5, rng)])),
-        ("c2", "A", _voices("", [_near(agent, 0.5, rng), _near(agent, 0.93, rng)])),
-    ]
+    calls = _two_calls_of_agent_a(agent, rng)
     _, first, choices = mono.attribute_chunk(calls, {}, {}, OPTS)
     # a --force re-run of the same calls: the same decisions, the print left as it was
     _, again, rerun = mono.attribute_chunk(calls, first, {}, OPTS, stored={"c1", "c2"})
