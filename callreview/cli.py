@@ -83,14 +83,66 @@ class _NoTraceback(logging.Formatter):
             record.exc_info, record.exc_text, record.stack_info = saved
 
 
-def _console_logs_without_tracebacks() -> None:
+def _quiet_prefect_console(verbose: bool) -> None:
+    """The console shows one progress display and the summary; Prefect's per-task lines (and
+    its failed-task tracebacks) only with --verbose. The Prefect API keeps every log line."""
     from prefect.logging.handlers import PrefectConsoleHandler
 
     for handler in logging.getLogger().handlers:
-        if isinstance(handler, PrefectConsoleHandler) and not isinstance(
-            handler.formatter, _NoTraceback
+        if isinstance(handler, PrefectConsoleHandler):
+            handler.setLevel(logging.INFO if verbose else logging.CRITICAL)
+            if not isinstance(handler.formatter, _NoTraceback):
+                handler.setFormatter(_NoTraceback(handler.formatter))
+
+
+def _print_summary(summary) -> None:  # noqa: ANN001  (flows.summary.RunSummary, imported late)
+    from flows.summary import failure_place
+
+    console.rule("[bold]callreview run")
+    if summary.note:
+        console.print(escape(summary.note))
+        return
+    console.print(
+        f"run {summary.run_id} in {summary.seconds:.0f} s, {summary.n_inputs} inputs: "
+        f"{summary.n_ok} calls processed, {summary.n_skipped} already done, "
+        f"{len(summary.unsettled)} not settled, {len(summary.failures)} failed"
+    )
+    for f in summary.failures:
+        console.print(f"  [red]failed[/] {escape(failure_place(f))}: {escape(f.reason)}")
+    for call_id, why in summary.unsettled:
+        console.print(f"  [yellow]left for the next run[/] call {call_id!r}: {escape(why)}")
+    console.print(f"database: [bold]{escape(str(Path(summary.db).resolve()))}[/]")
+    if summary.reports:
+        console.print(f"team reports: [bold]{escape(summary.reports)}[/]")
+    if summary.top_drift is not None and len(summary.top_drift):
+        table = Table(title="Top drifting agents (agitation early -> current)")
+        for col in (
+            "agent",
+            "agitation Δ",
+            "speech rate Δ (字/分钟)",
+            "impatience Δ",
+            "confirmations Δ",
+            "early/current calls",
         ):
-            handler.setFormatter(_NoTraceback(handler.formatter))
+            table.add_column(col)
+        for r in summary.top_drift.itertuples():
+            table.add_row(
+                escape(str(r.agent_id)),
+                f"{r.agitation_delta:+.2f}",
+                f"{r.speech_rate_delta_cpm:+.0f}",
+                f"{r.impatience_delta:+.1f}",
+                f"{r.confirmation_delta:+.1f}",
+                f"{r.n_early}/{r.n_current}",
+            )
+        console.print(table)
+    console.print(
+        f"next: callreview report --db {escape(summary.db)} --agent <agent_id> --out report.html"
+    )
+
+
+VerboseOption = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Show Prefect's log lines (one per task).")
+]
 
 
 @app.command()
@@ -121,6 +173,7 @@ def run(
         int | None, typer.Option(help="Calls prepared and measured at once.")
     ] = None,
     config_file: ConfigOption = None,
+    verbose: VerboseOption = False,
 ) -> None:
     """Run the review flow on FOLDER and write everything into the DuckDB file.
 
@@ -129,78 +182,44 @@ def run(
     """
     from pipeline.manifest import ManifestError, check_manifest
 
-    config = _config(
-        config_file,
-        EXIT_RUN_FAILED,
-        run={
-            "db": db,
-            "model": model,
-            "device": device,
-            "chunk_calls": chunk_calls,
-            "workers": workers,
-        },
-        asr={"batch_size": batch_size},
-    )
+    options = {
+        "db": str(db.resolve()) if db else None,
+        "model": model,
+        "device": device,
+        "chunk_calls": chunk_calls,
+        "workers": workers,
+    }
+    # The flow reads the same settings again; reading them here refuses a bad file at once.
+    _config(config_file, EXIT_RUN_FAILED, run=options, asr={"batch_size": batch_size})
+    if not folder.is_dir():
+        _fail(f"recordings folder {folder} does not exist or is not a folder", EXIT_RUN_FAILED)
     try:  # a manifest unusable as a whole stops the run here, before Prefect starts
         check_manifest(folder)
     except ManifestError as e:
         _fail(str(e), EXIT_RUN_FAILED)
-    from flows.review import review_flow
+    from flows.review import RunImpossibleError, review_calls
 
-    _console_logs_without_tracebacks()
+    _quiet_prefect_console(verbose)
     try:
-        summary = review_flow(config)(folder=str(folder), config=config, force=force)
+        summary = review_calls(
+            folder=str(folder.resolve()),
+            config_file=str(config_file.resolve()) if config_file else None,
+            force=force,
+            batch_size=batch_size,
+            **options,
+        )
+    except (RunImpossibleError, ManifestError, ConfigError) as e:
+        _fail(str(e), EXIT_RUN_FAILED)
+        return
     except Exception as e:  # noqa: BLE001  a whole-run problem is one line, not a traceback
         _fail(f"the run stopped: {type(e).__name__}: {e}", EXIT_RUN_FAILED)
         return
-    failures = summary.failures
-    console.rule("[bold]callreview run")
-    console.print(
-        f"run {summary.run_id} in {summary.seconds:.0f} s, {summary.n_inputs} inputs: "
-        f"{summary.n_ok} calls processed, {summary.n_skipped} already done, "
-        f"{len(failures)} failed"
-    )
-    for f in failures:
-        where = ", ".join(
-            part
-            for part in (
-                f"line {f.row}" if f.row else "",
-                f"call {f.call_id!r}" if f.call_id else "",
-                f"path {f.path!r}" if f.path else "",
-            )
-            if part
-        )
-        console.print(f"  [red]failed[/] {escape(where)}: {escape(f.reason)}")
-    console.print(f"database: [bold]{escape(str(Path(summary.db).resolve()))}[/]")
-    if summary.top_drift is not None and len(summary.top_drift):
-        table = Table(title="Top drifting agents (agitation early -> current)")
-        for col in (
-            "agent",
-            "agitation Δ",
-            "speech rate Δ (字/分钟)",
-            "impatience Δ",
-            "confirmations Δ",
-            "early/current calls",
-        ):
-            table.add_column(col)
-        for r in summary.top_drift.itertuples():
-            table.add_row(
-                escape(str(r.agent_id)),
-                f"{r.agitation_delta:+.2f}",
-                f"{r.speech_rate_delta_cpm:+.0f}",
-                f"{r.impatience_delta:+.1f}",
-                f"{r.confirmation_delta:+.1f}",
-                f"{r.n_early}/{r.n_current}",
-            )
-        console.print(table)
-    console.print(
-        f"next: callreview report --db {escape(summary.db)} --agent <agent_id> --out report.html"
-    )
-    if failures:
+    _print_summary(summary)
+    if summary.failures:
         console.print(
-            f"[red]{len(failures)} input(s) failed[/] (listed above and in the `failures` "
-            "table); the other calls are stored. Fix the inputs and run again: done calls are "
-            "skipped."
+            f"[red]{len(summary.failures)} input(s) failed[/] (listed above and in the "
+            "`failures` table); the other calls are stored. Fix the inputs and run again: done "
+            "calls are skipped."
         )
         raise typer.Exit(EXIT_INPUTS_FAILED)
 
@@ -281,28 +300,110 @@ def query(
         console.print(f"... {len(frame) - limit} more rows (use --limit or --csv)")
 
 
+CronOption = Annotated[
+    str | None, typer.Option(help="Schedule, cron syntax (default: [schedule] cron, 0 2 * * *).")
+]
+TimezoneOption = Annotated[
+    str | None,
+    typer.Option("--timezone", help="IANA time zone the cron is read in (default: the server's)."),
+]
+
+
+def _nightly(
+    folder: Path,
+    db: Path | None,
+    config_file: Path | None,
+    cron: str | None,
+    tz: str | None,
+    model: str | None,
+    device: str | None,
+    workers: int | None,
+) -> tuple[dict[str, object], object]:
+    """The deployment's parameters (JSON values, absolute paths: a worker runs elsewhere) and
+    its schedule, from the settings and the flags."""
+    config = _config(
+        config_file,
+        run={"db": db, "model": model, "device": device, "workers": workers},
+        schedule={"cron": cron, "timezone": tz},
+    )
+    if not folder.is_dir():
+        _fail(f"recordings folder {folder} does not exist or is not a folder")
+    parameters = {
+        "folder": str(folder.resolve()),
+        "db": str(Path(config.run.db).resolve()),
+        "config_file": str(config_file.resolve()) if config_file else None,
+        "model": model,
+        "device": device,
+        "workers": workers,
+    }
+    return {k: v for k, v in parameters.items() if v is not None}, config.schedule
+
+
 @app.command()
 def serve(
     folder: Annotated[Path, typer.Argument(help="Folder the nightly run reviews.")] = Path(
         "sample_audio"
     ),
     db: DbOption = None,
-    cron: Annotated[str, typer.Option(help="Schedule (cron, server time zone).")] = "0 2 * * *",
+    cron: CronOption = None,
+    tz: TimezoneOption = None,
+    model: Annotated[str | None, typer.Option(help="Whisper model (see `run`).")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu or cuda (see `run`).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Calls prepared at once.")] = None,
     config_file: ConfigOption = None,
 ) -> None:
-    """Serve the nightly review deployment (needs a Prefect server: `prefect server start`)."""
-    from flows.deploy import serve_nightly
+    """Serve the nightly deployment from this process (needs a Prefect server).
 
-    config = _config(config_file, run={"db": db})
+    Registers `review_calls/nightly` on the server at PREFECT_API_URL and runs its scheduled
+    runs, one at a time, until stopped. README: "Running nightly".
+    """
+    from flows.deploy import NoServerError, serve_nightly
+
+    parameters, schedule = _nightly(folder, db, config_file, cron, tz, model, device, workers)
     try:
-        serve_nightly(
-            str(folder.resolve()),
-            str(config.run.db),
-            cron,
-            str(config_file.resolve()) if config_file else None,
-        )
-    except RuntimeError as e:
+        serve_nightly(parameters, schedule)
+    except (NoServerError, ValueError) as e:
         _fail(str(e))
+
+
+@app.command()
+def deploy(
+    folder: Annotated[Path, typer.Argument(help="Folder the nightly run reviews.")] = Path(
+        "sample_audio"
+    ),
+    pool: Annotated[
+        str, typer.Option(help="Process work pool (created if missing).")
+    ] = "callreview",
+    db: DbOption = None,
+    cron: CronOption = None,
+    tz: TimezoneOption = None,
+    model: Annotated[str | None, typer.Option(help="Whisper model (see `run`).")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu or cuda (see `run`).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Calls prepared at once.")] = None,
+    paused: Annotated[bool, typer.Option(help="Create the schedule paused.")] = False,
+    config_file: ConfigOption = None,
+) -> None:
+    """Deploy the nightly run onto a process work pool (needs a Prefect server).
+
+    Creates or updates `review_calls/nightly` on the server at PREFECT_API_URL; a worker started
+    in this checkout's environment (`prefect worker start --pool POOL`) runs it. README:
+    "Running nightly".
+    """
+    from flows.deploy import NoServerError, deploy_nightly
+
+    parameters, schedule = _nightly(folder, db, config_file, cron, tz, model, device, workers)
+    try:
+        deployment_id = deploy_nightly(parameters, schedule, pool, paused)
+    except (NoServerError, ValueError) as e:
+        _fail(str(e))
+        return
+    zone = schedule.timezone or "the server's time zone"
+    console.print(
+        f"deployment review_calls/nightly ({deployment_id}) on pool {pool!r}: "
+        f"{schedule.cron!r} in {zone}, one run at a time"
+    )
+    console.print(f"start a worker: prefect worker start --pool {pool}")
+    console.print("run it now:     prefect deployment run review_calls/nightly")
 
 
 @app.command("config")

@@ -37,7 +37,16 @@ _SAMPLE_BYTES |= {"DOUBLE": 8, "ULAW": 1, "ALAW": 1}
 
 
 class AudioError(ValueError):
-    """The recording cannot be used; the message says why."""
+    """The recording cannot be used; the message says why. `transient` marks a file that could
+    not be read at all (vanished, locked, an I/O error on a share), worth retrying; a file that
+    was read and is bad (corrupt, truncated, too short) is not."""
+
+    def __init__(self, message: str, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+    def __reduce__(self) -> tuple:
+        return AudioError, (str(self), self.transient)  # keep `transient` across processes
 
 
 class _Track:
@@ -65,7 +74,7 @@ def _open(path: Path) -> sf.SoundFile:
     try:
         size = path.stat().st_size
     except OSError as e:
-        raise AudioError(f"cannot read the file: {e.strerror or e}") from None
+        raise AudioError(f"cannot read the file: {e.strerror or e}", transient=True) from None
     if path.is_dir():
         raise AudioError("is a directory, not an audio file")
     if size == 0:

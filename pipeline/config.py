@@ -51,6 +51,16 @@ class RunSettings:
     models_dir: Path
     chunk_calls: Annotated[int, Field(ge=1)] = 16  # calls per chunk (one transaction each)
     workers: Annotated[int, Field(ge=1)] = 2  # concurrent preparation / measurement tasks
+    settle_s: Annotated[float, Field(ge=0)] = 10.0  # files modified more recently wait a run
+    reports_dir: Path | None = None  # None: no team site; a folder: `report --all` after each run
+
+
+@dataclass(config=_STRICT)
+class ScheduleSettings:
+    """When the nightly deployment fires (`callreview serve` / `callreview deploy`)."""
+
+    cron: str = "0 2 * * *"
+    timezone: str | None = None  # IANA name (Asia/Shanghai); None: the Prefect server's
 
 
 @dataclass(config=_STRICT)
@@ -206,6 +216,7 @@ class Lexicon:
 @dataclass(config=_STRICT)
 class Config:
     run: RunSettings
+    schedule: ScheduleSettings
     audio: AudioOptions
     vad: VadOptions
     asr: AsrOptions
@@ -366,8 +377,13 @@ def load_config(
         _merge(merged, layer, "command line", cwd)
     run = dict(merged["run"])
     run["db"] = str(cwd / run["db"]) if not Path(run["db"]).is_absolute() else run["db"]
-    for key in ("model", "device"):
+    for key in ("model", "device", "reports_dir"):
         run[key] = run[key] or None
+    if run["reports_dir"] and not Path(run["reports_dir"]).is_absolute():
+        run["reports_dir"] = str(cwd / run["reports_dir"])
+    merged["schedule"] = {
+        k: v or None if k == "timezone" else v for k, v in merged["schedule"].items()
+    }
     lex = merged.pop("lexicon")
     prosody, agitation = load_agitation(Path(merged.pop("agitation")["file"]))
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import io
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -70,10 +71,43 @@ def _check_encoding(manifest: Path) -> None:
         raise ManifestError(f"{manifest}: not UTF-8 (truncated character at the end)") from None
 
 
-def _rows(manifest: Path) -> Iterator[tuple[int, dict[str | None, str | None]]]:
+class _Prefix(io.RawIOBase):
+    """The first `limit` bytes of a file: rows appended while a run reads the manifest wait for
+    the next run instead of being read half-written."""
+
+    def __init__(self, raw: io.RawIOBase, limit: int) -> None:
+        self.raw, self.left = raw, limit
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # noqa: ANN001  (a writable buffer, as RawIOBase passes)
+        if self.left <= 0:
+            return 0
+        n = self.raw.readinto(memoryview(buffer)[: self.left]) or 0
+        self.left -= n
+        return n
+
+    def close(self) -> None:
+        self.raw.close()
+        super().close()
+
+
+def _open_text(manifest: Path, limit: int | None) -> io.TextIOBase:
+    raw = manifest.open("rb", buffering=0)
+    if limit is not None:
+        raw = _Prefix(raw, limit)
+    # -sig: the BOM Excel writes; newline="": the csv module reads CRLF and LF itself
+    return io.TextIOWrapper(io.BufferedReader(raw), encoding="utf-8-sig", newline="")
+
+
+def _rows(
+    manifest: Path, limit: int | None = None
+) -> Iterator[tuple[int, dict[str | None, str | None]]]:
     """(line, row) pairs, streamed; line is where the row ends in the file (blank lines are
-    skipped and a quoted field may span lines, so counting rows would point at the wrong line)."""
-    with manifest.open(encoding="utf-8-sig", newline="") as f:  # -sig: the BOM Excel writes
+    skipped and a quoted field may span lines, so counting rows would point at the wrong line).
+    `limit`: read only the first bytes (the manifest as the run first saw it)."""
+    with _open_text(manifest, limit) as f:
         reader = csv.DictReader(f)  # csv reads CRLF and LF alike
         try:
             header = reader.fieldnames
@@ -109,15 +143,22 @@ def _manifest_path(folder: Path) -> Path:
     return manifest
 
 
-def check_manifest(folder: str | Path) -> int:
+def manifest_path(folder: str | Path) -> Path:
+    """The folder's manifest.csv; ManifestError when there is none."""
+    return _manifest_path(Path(folder).resolve())
+
+
+def check_manifest(folder: str | Path, limit: int | None = None) -> int:
     """Read the whole manifest once without keeping it: raise ManifestError if it is unusable
     as a whole, else return its number of rows (for progress). Rows are judged later."""
     manifest = _manifest_path(Path(folder).resolve())
     _check_encoding(manifest)
-    return sum(1 for _ in _rows(manifest))
+    return sum(1 for _ in _rows(manifest, limit))
 
 
-def iter_manifest(folder: str | Path, chunk_size: int) -> Iterator[ManifestChunk]:
+def iter_manifest(
+    folder: str | Path, chunk_size: int, limit: int | None = None
+) -> Iterator[ManifestChunk]:
     """The manifest's rows as CallInput records and Failures, `chunk_size` rows at a time.
 
     Memory stays bounded whatever the folder size: only the call_ids seen so far are kept
@@ -129,7 +170,7 @@ def iter_manifest(folder: str | Path, chunk_size: int) -> Iterator[ManifestChunk
     calls: list[CallInput] = []
     failures: list[Failure] = []
     first_line: dict[str, int] = {}  # call_id -> line of its first row, good or bad
-    for n_rows, (line, row) in enumerate(_rows(manifest), start=1):
+    for n_rows, (line, row) in enumerate(_rows(manifest, limit), start=1):
         values = {k: (v or "").strip() for k, v in row.items() if k}  # not None (extras), not ""
         call_id, rel = values.get("call_id") or None, values.get("path") or None
         if call_id is not None and call_id in first_line:

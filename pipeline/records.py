@@ -13,6 +13,7 @@ from typing import Literal
 
 import numpy as np
 
+from pipeline.intake import FileLook
 from pipeline.rows import PiiSpan, SpeakerAttribution
 from pipeline.speakers.options import CallVoices
 
@@ -117,6 +118,7 @@ class PreparedCall:
     segments: tuple[Segment, ...]
     voices: CallVoices | None = None
     agent_embedding: np.ndarray | None = field(default=None, compare=False)
+    look: FileLook | None = None  # the file as the run found it (size, mtime), stored with the call
 
 
 @dataclass(frozen=True)
@@ -263,6 +265,7 @@ class CallResult:
     call_figures: CallFigures
     pii: list[PiiSpan] = field(default_factory=list)
     attribution: SpeakerAttribution | None = None  # how the speech was given to the speakers
+    look: FileLook | None = None  # the file's size and mtime: later runs skip it unread
 
 
 @dataclass(frozen=True)

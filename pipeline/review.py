@@ -11,6 +11,7 @@ and writes the database.
 
 from __future__ import annotations
 
+import hashlib
 import platform
 from collections.abc import Container, Mapping, Sequence
 from dataclasses import asdict, fields, replace
@@ -164,6 +165,7 @@ def measure_prepared(
         call_figures,
         transcript.pii,
         attribution,
+        prepared.look,
     )
 
 
@@ -317,3 +319,12 @@ def versions(packages: tuple[str, ...] = RUN_PACKAGES) -> dict[str, str]:
         except PackageNotFoundError:
             out[pkg] = "not installed"
     return out
+
+
+def settings_fingerprint(config: Config, versions: Mapping[str, str]) -> str:
+    """A hash of every setting and package version the derived tables depend on, so a night
+    with no new call recomputes them only when a setting changed ([run] paths and concurrency
+    excluded: they change no figure)."""
+    figures = {k: v for k, v in asdict(config).items() if k not in ("run", "schedule", "sources")}
+    text = repr(sorted(figures.items())) + repr(sorted(versions.items()))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

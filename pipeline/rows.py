@@ -26,6 +26,7 @@ class RunRow:
     device: str
     versions: str  # JSON: package versions that produced the run
     status: str  # running | ok | ok_with_failures
+    settings_sha256: str | None = None  # the settings the derived tables were computed with
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,8 @@ class CallRow:
     attributes: str  # JSON: the manifest's extra columns
     pipeline_version: str | None = None  # callreview version that produced the call's rows
     asr_model: str | None = None  # the Whisper checkpoint that transcribed it
+    file_size: int | None = None  # the recording's size and mtime when it was read: a later run
+    file_mtime_ns: int | None = None  # that finds both unchanged skips the call without hashing
 
 
 @dataclass(frozen=True)

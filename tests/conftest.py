@@ -4,12 +4,18 @@ sample calls (plus deliberately bad inputs) into a real DuckDB file, done once p
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
 import flows  # noqa: F401  (Prefect's environment defaults, before Prefect is imported)
+
+# Tests write their recordings a moment before they run on them; a nightly run would leave such
+# fresh files for the next night ([run] settle_s). Tests of that behaviour set it themselves
+# (tests/test_nightly.py); subprocess runs inherit this.
+os.environ.setdefault("CALLREVIEW_RUN__SETTLE_S", "0")
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_audio"

@@ -64,10 +64,10 @@ def test_concurrency_changes_no_stored_figure(folder, tmp_path):
 
 def test_a_run_killed_after_its_first_chunk_resumes_storing_every_call_once(folder, tmp_path):
     db = tmp_path / "killed.duckdb"
-    proc = start_run(folder, db, chunk_calls="1", workers="1")
+    proc = start_run(folder, db, ("--verbose",), chunk_calls="1", workers="1")
     seen = []
     assert proc.stdout is not None
-    for line in proc.stdout:  # the flow logs progress after each stored chunk
+    for line in proc.stdout:  # the flow logs progress after each stored chunk (--verbose)
         seen.append(line)
         if f"1 / {len(CALLS)} inputs" in line:
             os.killpg(proc.pid, signal.SIGKILL)  # no clean-up: the run and its Prefect server
@@ -76,7 +76,7 @@ def test_a_run_killed_after_its_first_chunk_resumes_storing_every_call_once(fold
     assert proc.returncode == -signal.SIGKILL, "".join(seen)[-3000:]
     out = finish(start_run(folder, db, chunk_calls="1", workers="1"))
     # The first chunk was committed before the kill: only the other calls are redone.
-    assert f"{len(CALLS) - 1} calls processed, 1 already done, 0 failed" in out
+    assert f"{len(CALLS) - 1} calls processed, 1 already done, 0 not settled, 0 failed" in out
     con = duckdb.connect(str(db), read_only=True)
     try:
         per_call = con.execute("SELECT call_id, count(*) FROM calls GROUP BY call_id").fetchall()

@@ -105,7 +105,7 @@ def test_an_open_reader_never_blocks_the_run_and_queries_answer_during_it(folder
         time.sleep(2)
     out = finish(run)
     # the first call is the same recording as before (same content hash): not redone
-    assert f"{len(CALLS) - 1} calls processed, 1 already done, 0 failed" in out
+    assert f"{len(CALLS) - 1} calls processed, 1 already done, 0 not settled, 0 failed" in out
     reader.stdin.write("\n")
     reader.stdin.flush()
     assert reader.stdout.readline().strip() == "1"  # the reader kept the snapshot it opened

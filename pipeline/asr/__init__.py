@@ -17,6 +17,7 @@ Mandarin clip. One module per job:
 from pipeline.asr.fetch import ModelPrepareError
 from pipeline.asr.load import (
     DEFAULT_MODEL,
+    check_device,
     load_asr_model,
     load_asr_runtime,
     model_version,
@@ -31,6 +32,7 @@ __all__ = [
     "CHECKPOINT_NAME",
     "DEFAULT_MODEL",
     "ModelPrepareError",
+    "check_device",
     "load_asr_model",
     "load_asr_runtime",
     "model_version",

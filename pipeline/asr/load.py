@@ -75,6 +75,27 @@ def pick_device(device: str | None) -> str:
     return device or ("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def check_device(device: str | None) -> None:
+    """Refuse a device this machine does not have (ValueError), before any call is touched."""
+    import torch
+
+    if device is None or device == "cpu":
+        return
+    if not device.startswith("cuda"):
+        raise ValueError(f"unknown device {device!r}: use cpu or cuda (or leave it empty)")
+    if not torch.cuda.is_available():
+        build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "CPU only"
+        raise ValueError(
+            f"device {device!r} asked for, but torch sees no CUDA device on this machine "
+            f"(torch {torch.__version__}, {build}): use --device cpu or leave it empty"
+        )
+    index = device.partition(":")[2]
+    if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
+        raise ValueError(
+            f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+        )
+
+
 def model_version(spec: str | None, models_dir: Path) -> str:
     """A short label of the model behind `spec`, for the runs table.
 

@@ -19,7 +19,13 @@ from pipeline.store.db import (
     transaction,
     write_frame,
 )
-from pipeline.store.history import History, done_calls, load_history, top_drift
+from pipeline.store.history import (
+    History,
+    derived_is_current,
+    done_calls,
+    load_history,
+    top_drift,
+)
 from pipeline.store.schema import DERIVED_TABLES, TABLES, schema_sql
 from pipeline.store.snapshot import open_for_run, publish, working_path
 from pipeline.store.voices import load_voice_prints, save_attributions, save_voice_prints
@@ -31,6 +37,7 @@ from pipeline.store.writes import (
     save_chunk,
     save_failed_call,
     start_run,
+    update_looks,
     write_failures,
 )
 
@@ -41,6 +48,7 @@ __all__ = [
     "History",
     "StoreLockedError",
     "connect",
+    "derived_is_current",
     "done_calls",
     "finish_run",
     "load_history",
@@ -62,6 +70,7 @@ __all__ = [
     "to_json",
     "top_drift",
     "transaction",
+    "update_looks",
     "write_failures",
     "write_frame",
 ]

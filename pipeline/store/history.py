@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import duckdb
 import pandas as pd
 
+from pipeline.intake import FileLook, StoredFile
+
 
 @dataclass(frozen=True)
 class History:
@@ -18,10 +20,15 @@ class History:
     metrics: pd.DataFrame  # call_figures columns + agent_id
 
 
-def done_calls(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
-    """call_id -> audio hash of calls already processed ok: re-runs skip them."""
-    rows = con.execute("SELECT call_id, audio_sha256 FROM call_log WHERE status = 'ok'").fetchall()
-    return dict(rows)
+def done_calls(con: duckdb.DuckDBPyConnection) -> dict[str, StoredFile]:
+    """call_id -> audio hash and file look of calls already processed ok: re-runs skip them."""
+    rows = con.execute(
+        "SELECT call_id, audio_sha256, file_size, file_mtime_ns FROM call_log WHERE status = 'ok'"
+    ).fetchall()
+    return {
+        call_id: StoredFile(sha, FileLook(size, mtime) if size is not None else None)
+        for call_id, sha, size, mtime in rows
+    }
 
 
 def load_history(con: duckdb.DuckDBPyConnection) -> History:
@@ -55,3 +62,22 @@ def top_drift(con: duckdb.DuckDBPyConnection, limit: int = 5) -> pd.DataFrame:
         ORDER BY a.delta DESC LIMIT ?""",
         [int(limit)],
     ).df()
+
+
+def derived_is_current(con: duckdb.DuckDBPyConnection, settings_sha256: str) -> bool:
+    """Whether the derived tables already reflect every stored call under these settings: the
+    last finished run used the same settings and no call was stored after it finished (a run
+    that crashed after storing calls leaves them newer). A night with no new call then skips
+    recomputing cohorts, agitation, pairs, alignment and drift."""
+    rows = con.execute(
+        """
+        SELECT r.settings_sha256, r.finished_at,
+               (SELECT max(processed_at) FROM call_log WHERE status = 'ok')
+        FROM runs r
+        WHERE r.status IN ('ok', 'ok_with_failures') AND r.finished_at IS NOT NULL
+        ORDER BY r.finished_at DESC LIMIT 1"""
+    ).fetchall()  # fetchone() would leave DuckDB 2.0's result open on the connection
+    if not rows:
+        return False
+    sha, finished_at, last_call = rows[0]
+    return sha == settings_sha256 and (last_call is None or last_call <= finished_at)

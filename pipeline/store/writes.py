@@ -9,12 +9,13 @@ from datetime import datetime
 import duckdb
 import pandas as pd
 
+from pipeline.intake import FileLook
 from pipeline.records import CallInput, CallResult, Failure, KnownFields
 from pipeline.rows import CallRow, FailureRow, RunRow
 from pipeline.speakers.options import VoicePrint
 from pipeline.store.db import replace_table, to_json, transaction, write_frame
 from pipeline.store.schema import DERIVED_TABLES
-from pipeline.store.voices import write_voice_prints
+from pipeline.store.voices import write_attributions, write_voice_prints
 
 
 def start_run(con: duckdb.DuckDBPyConnection, run: RunRow) -> None:
@@ -92,6 +93,8 @@ def _write_calls(
             _call_row(r.call.call_id, r.call, r.call.rel_path, run_id, "ok", result=r),
             pipeline_version=pipeline_version,
             asr_model=asr_model,
+            file_size=r.look.size if r.look else None,
+            file_mtime_ns=r.look.mtime_ns if r.look else None,
         )
         for r in results
     ]
@@ -108,6 +111,7 @@ def _write_calls(
     write_frame(
         con, "call_log", pd.DataFrame([asdict(r) for r in call_rows]), replace_key="call_id"
     )
+    write_attributions(con, [r.attribution for r in results if r.attribution is not None])
 
 
 def _write_failed_calls(
@@ -146,16 +150,38 @@ def save_chunk(
     prints: Mapping[str, VoicePrint] | None = None,
     pipeline_version: str | None = None,
     asr_model: str | None = None,
+    looks: Mapping[str, FileLook] | None = None,
 ) -> None:
     """Everything one chunk of a run produced, in one transaction: its processed calls (with how
     their speech was attributed), its failed calls, its failures (manifest rows and processing
-    errors) and the voice prints it refreshed. A crash before the commit leaves the chunk wholly
+    errors), the voice prints it refreshed, and the new size and mtime of stored calls whose
+    files were touched but hold the same audio. A crash before the commit leaves the chunk wholly
     unstored, so a re-run redoes exactly that chunk."""
     with transaction(con):
         _write_calls(con, results, run_id, pipeline_version, asr_model)
         _write_failed_calls(con, failed, run_id)
         _write_failures(con, run_id, failures)
         write_voice_prints(con, prints or {})
+        update_looks(con, looks or {})
+
+
+def update_looks(con: duckdb.DuckDBPyConnection, looks: Mapping[str, FileLook]) -> None:
+    """Record the size and mtime of stored calls found unchanged by their hash (a file touched
+    or copied again): the next run skips them without reading them."""
+    if not looks:
+        return
+    frame = pd.DataFrame(
+        [(c, k.size, k.mtime_ns) for c, k in looks.items()],
+        columns=["call_id", "file_size", "file_mtime_ns"],
+    )
+    con.register("_looks", frame)
+    try:
+        con.execute(
+            "UPDATE call_log SET file_size = l.file_size, file_mtime_ns = l.file_mtime_ns "
+            "FROM _looks l WHERE call_log.call_id = l.call_id"
+        )
+    finally:
+        con.unregister("_looks")
 
 
 # What makes two failures the same one: a re-run that meets it again updates its row.
