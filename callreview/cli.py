@@ -8,7 +8,6 @@ callreview.toml in the working folder or --config FILE, then CALLREVIEW_* variab
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from pathlib import Path
@@ -21,6 +20,7 @@ from rich.table import Table
 
 import flows  # noqa: F401  (sets Prefect's environment defaults before Prefect is imported)
 from callreview.calibrate import make_app as make_calibrate_app
+from callreview.console import print_summary, quiet_prefect_console
 from pipeline.config import Config, ConfigError, find_config_file, load_config
 
 app = typer.Typer(
@@ -63,81 +63,6 @@ def _config(config_file: Path | None, code: int = 1, **flags: dict[str, object])
 
 
 app.add_typer(make_calibrate_app(_config, _fail), name="calibrate")
-
-
-class _NoTraceback(logging.Formatter):
-    """Prefect logs a failed task's traceback on the console. A bad recording is an expected
-    outcome whose reason the run summary lists, so the console shows the one-line message; the
-    Prefect API's run logs keep the whole record."""
-
-    def __init__(self, inner: logging.Formatter | None) -> None:
-        super().__init__()
-        self.inner = inner or logging.Formatter()
-
-    def format(self, record: logging.LogRecord) -> str:
-        saved = record.exc_info, record.exc_text, record.stack_info
-        record.exc_info, record.exc_text, record.stack_info = None, None, None
-        try:
-            return self.inner.format(record)
-        finally:
-            record.exc_info, record.exc_text, record.stack_info = saved
-
-
-def _quiet_prefect_console(verbose: bool) -> None:
-    """The console shows one progress display and the summary; Prefect's per-task lines (and
-    its failed-task tracebacks) only with --verbose. The Prefect API keeps every log line."""
-    from prefect.logging.handlers import PrefectConsoleHandler
-
-    for handler in logging.getLogger().handlers:
-        if isinstance(handler, PrefectConsoleHandler):
-            handler.setLevel(logging.INFO if verbose else logging.CRITICAL)
-            if not isinstance(handler.formatter, _NoTraceback):
-                handler.setFormatter(_NoTraceback(handler.formatter))
-
-
-def _print_summary(summary) -> None:  # noqa: ANN001  (flows.summary.RunSummary, imported late)
-    from flows.summary import failure_place
-
-    console.rule("[bold]callreview run")
-    if summary.note:
-        console.print(escape(summary.note))
-        return
-    console.print(
-        f"run {summary.run_id} in {summary.seconds:.0f} s, {summary.n_inputs} inputs: "
-        f"{summary.n_ok} calls processed, {summary.n_skipped} already done, "
-        f"{len(summary.unsettled)} not settled, {len(summary.failures)} failed"
-    )
-    for f in summary.failures:
-        console.print(f"  [red]failed[/] {escape(failure_place(f))}: {escape(f.reason)}")
-    for call_id, why in summary.unsettled:
-        console.print(f"  [yellow]left for the next run[/] call {call_id!r}: {escape(why)}")
-    console.print(f"database: [bold]{escape(str(Path(summary.db).resolve()))}[/]")
-    if summary.reports:
-        console.print(f"team reports: [bold]{escape(summary.reports)}[/]")
-    if summary.top_drift is not None and len(summary.top_drift):
-        table = Table(title="Top drifting agents (agitation early -> current)")
-        for col in (
-            "agent",
-            "agitation Δ",
-            "speech rate Δ (字/分钟)",
-            "impatience Δ",
-            "confirmations Δ",
-            "early/current calls",
-        ):
-            table.add_column(col)
-        for r in summary.top_drift.itertuples():
-            table.add_row(
-                escape(str(r.agent_id)),
-                f"{r.agitation_delta:+.2f}",
-                f"{r.speech_rate_delta_cpm:+.0f}",
-                f"{r.impatience_delta:+.1f}",
-                f"{r.confirmation_delta:+.1f}",
-                f"{r.n_early}/{r.n_current}",
-            )
-        console.print(table)
-    console.print(
-        f"next: callreview report --db {escape(summary.db)} --agent <agent_id> --out report.html"
-    )
 
 
 VerboseOption = Annotated[
@@ -197,9 +122,10 @@ def run(
         check_manifest(folder)
     except ManifestError as e:
         _fail(str(e), EXIT_RUN_FAILED)
-    from flows.review import RunImpossibleError, review_calls
+    from flows.review import review_calls
+    from flows.tasks import RunImpossibleError
 
-    _quiet_prefect_console(verbose)
+    quiet_prefect_console(verbose)
     try:
         summary = review_calls(
             folder=str(folder.resolve()),
@@ -214,7 +140,7 @@ def run(
     except Exception as e:  # noqa: BLE001  a whole-run problem is one line, not a traceback
         _fail(f"the run stopped: {type(e).__name__}: {e}", EXIT_RUN_FAILED)
         return
-    _print_summary(summary)
+    print_summary(console, summary)
     if summary.failures:
         console.print(
             f"[red]{len(summary.failures)} input(s) failed[/] (listed above and in the "
