@@ -93,7 +93,7 @@ def ensure_process_pool(pool: str) -> bool:
 def deploy_nightly(
     parameters: dict[str, Any], schedule: ScheduleSettings, pool: str, paused: bool = False
 ) -> UUID:
-    """Create or update the deployment on a process work pool; returns its id."""
+    """Make (or update) the deployment on a process work pool; returns its id."""
     require_server()
     ensure_process_pool(pool)
     from flows.review import review_calls

@@ -27,14 +27,8 @@ DEFAULTS_FILE = DATA_DIR / "callreview.toml"
 USER_FILE = "callreview.toml"  # looked for in the working folder
 ENV_PREFIX = "CALLREVIEW_"
 # Shortcut variables kept from the first release: CALLREVIEW_DB is CALLREVIEW_RUN__DB, ...
-ENV_SHORTCUTS = {
-    "DB": ("run", "db"),
-    "MODEL": ("run", "model"),
-    "DEVICE": ("run", "device"),
-    "MODELS_DIR": ("run", "models_dir"),
-    "PHRASES": ("lexicon", "phrases"),
-    "JARGON": ("lexicon", "jargon"),
-    "HALLUCINATIONS": ("lexicon", "hallucinations"),
+ENV_SHORTCUTS = {k.upper(): ("run", k) for k in ("db", "model", "device", "models_dir")} | {
+    k.upper(): ("lexicon", k) for k in ("phrases", "jargon", "hallucinations")
 }
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 
@@ -56,17 +50,13 @@ class RunSettings:
 
 
 @dataclass(config=_STRICT)
-class ScheduleSettings:
-    """When the nightly deployment fires (`callreview serve` / `callreview deploy`)."""
-
+class ScheduleSettings:  # when the nightly deployment fires (`callreview serve` / `deploy`)
     cron: str = "0 2 * * *"
     timezone: str | None = None  # IANA name (Asia/Shanghai); None: the Prefect server's
 
 
 @dataclass(config=_STRICT)
-class AudioOptions:
-    """What recordings are accepted (docs/CONTRACTS.md, "Input")."""
-
+class AudioOptions:  # what recordings are accepted (docs/CONTRACTS.md, "Input")
     max_duration_s: float
     min_duration_s: float
 
@@ -207,10 +197,7 @@ class Lexicon:
     rules: tuple[Rule, ...] = ()
 
     def phrase_list(self, name: str) -> tuple[str, ...]:
-        for pl in self.phrases:
-            if pl.name == name:
-                return pl.phrases
-        return ()
+        return next((pl.phrases for pl in self.phrases if pl.name == name), ())
 
 
 @dataclass(config=_STRICT)
@@ -252,13 +239,8 @@ def _resolve_path(value: str, base: Path) -> str:
     return str(p if p.is_absolute() else base / p)
 
 
-_PATH_KEYS = {
-    ("run", "models_dir"),
-    ("lexicon", "phrases"),
-    ("lexicon", "jargon"),
-    ("lexicon", "hallucinations"),
-    ("lexicon", "rules"),
-    ("agitation", "file"),
+_PATH_KEYS = {("run", "models_dir"), ("run", "reports_dir"), ("agitation", "file")} | {
+    ("lexicon", k) for k in ("phrases", "jargon", "hallucinations", "rules")
 }
 
 
@@ -364,7 +346,8 @@ def load_config(
     merged = _read_toml(DEFAULTS_FILE)
     sources = [str(DEFAULTS_FILE)]
     for section, key in _PATH_KEYS:
-        merged[section][key] = _resolve_path(merged[section][key], DATA_DIR)
+        if merged[section][key]:  # "" stays "": not set
+            merged[section][key] = _resolve_path(merged[section][key], DATA_DIR)
     if path is not None:
         _merge(merged, _read_toml(path), str(path), Path(path).resolve().parent)
         sources.append(str(path))
@@ -379,8 +362,6 @@ def load_config(
     run["db"] = str(cwd / run["db"]) if not Path(run["db"]).is_absolute() else run["db"]
     for key in ("model", "device", "reports_dir"):
         run[key] = run[key] or None
-    if run["reports_dir"] and not Path(run["reports_dir"]).is_absolute():
-        run["reports_dir"] = str(cwd / run["reports_dir"])
     merged["schedule"] = {
         k: v or None if k == "timezone" else v for k, v in merged["schedule"].items()
     }

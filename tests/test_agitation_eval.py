@@ -5,12 +5,14 @@ import importlib.util
 
 import pytest
 
-from tests.conftest import EVAL, ROOT
+from tests.conftest import EVAL, ROOT, require
 
 EMOTION = EVAL / "emotion"
-pytestmark = pytest.mark.skipif(
-    not (EMOTION / "manifest.tsv").is_file(), reason="evaluation data ../shared/eval/emotion absent"
-)
+
+
+@pytest.fixture(autouse=True)
+def _emotion_data():
+    require((EMOTION / "manifest.tsv").is_file(), "evaluation data ../shared/eval/emotion absent")
 
 
 def _validator():

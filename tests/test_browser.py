@@ -10,6 +10,7 @@ test-artifacts/ (gitignored). Skipped, with the reason, where no browser can be 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 from pathlib import Path
@@ -22,7 +23,7 @@ from pipeline.report import write_report
 from pipeline.report.calibration import summarise_session
 from pipeline.report.clips import CLIP_PAD_S
 from pipeline.report.index import write_all
-from tests.conftest import ROOT
+from tests.conftest import ROOT, require
 from tests.test_calibration import RUBRIC, SCORES, UNITS, VERDICTS, expected_alpha
 from tests.test_report import AGENT, ALIGNED, CALL_S, CONFIG, build_db
 
@@ -43,19 +44,22 @@ def _chromium() -> str:
     path = os.environ.get("CALLREVIEW_TEST_CHROMIUM") or next(
         (p for p in map(shutil.which, BROWSERS) if p), None
     )
-    if not path:
-        pytest.skip(
-            "no Chromium on this machine (scripts/setup.sh installs Debian's `chromium`; "
-            "or set CALLREVIEW_TEST_CHROMIUM)"
-        )
+    require(
+        path is not None and Path(path).exists(),
+        "no Chromium on this machine (scripts/setup.sh installs Debian's `chromium`; "
+        "or set CALLREVIEW_TEST_CHROMIUM)",
+    )
     return path
 
 
 @pytest.fixture(scope="module")
 def playwright():
-    sync = pytest.importorskip(
-        "playwright.sync_api", reason="the playwright package is not installed (.[dev] extra)"
+    require(
+        importlib.util.find_spec("playwright") is not None,
+        "the playwright package is not installed (.[dev] extra)",
     )
+    import playwright.sync_api as sync
+
     with sync.sync_playwright() as p:
         yield p
 
@@ -76,7 +80,7 @@ class Page:
                 locale="zh-CN",
             )
         except Exception as e:  # a browser that cannot start is the machine's, not the page's
-            pytest.skip(f"Chromium could not be started: {str(e).splitlines()[0]}")
+            require(False, f"Chromium could not be started: {str(e).splitlines()[0]}")
         self.errors: list[str] = []
         self.requests: list[str] = []
         self.page = self.context.pages[0] if self.context.pages else self.context.new_page()

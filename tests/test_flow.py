@@ -52,21 +52,69 @@ def test_a_second_run_skips_what_is_done(flow_run, db_con):
     assert len(runs) == 2 and runs[0][1] == len(_sample_ids()) and "openai-whisper" in runs[0][3]
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        "utterances",
-        "call_metrics",
-        "agent_drift",
-        "call_pairs",
-        "aligned_utterances",
-        "runs",
-        "failures",
+def test_each_table_holds_exactly_what_the_sample_calls_determine(db_con, ground_truth):
+    """Row counts traced to the input: 18 sample calls of 3 agents (stereo, no read-out
+    number), 9 scripted early/current pairs, the 5 bad manifest rows of `batch_folder`."""
+    from pipeline.review import DRIFT_METRICS
+
+    n_calls = len(ground_truth["calls"])
+    agents = {c["agent_id"] for c in ground_truth["calls"]}
+    n_rules = len(default_config().lexicon.rules)
+    tables = [
         "calls",
-    ],
-)
-def test_contract_tables_are_filled(db_con, name):
-    assert db_con.execute(f"SELECT count(*) FROM {name}").fetchone()[0] > 0
+        "failures",
+        "runs",
+        "call_metrics",
+        "speaker_attribution",
+        "call_flags",
+        "call_pairs",
+        "agent_drift",
+        "agent_baselines",
+        "agent_voice_prints",
+        "pii_spans",
+    ]
+    counts = {t: db_con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables}
+    assert counts == {
+        "calls": n_calls + 4,  # + BAD-missing, BAD-date, BAD-escape, BAD-corrupt (failed)
+        "failures": 5,  # those four and the duplicate call id (no `calls` row of its own)
+        "runs": 2,  # the run and the resume
+        "call_metrics": n_calls,
+        "speaker_attribution": n_calls,  # one per processed call, written by the real run
+        "call_flags": n_calls * n_rules,  # every ok call against every QA rule
+        "call_pairs": len(ground_truth["pairs"]),
+        "agent_drift": len(agents) * len(DRIFT_METRICS),
+        "agent_baselines": len(agents),
+        "agent_voice_prints": len(agents),  # from their stereo agent channels
+        "pii_spans": 0,  # no sample call reads out a number long enough to mask
+    }
+    methods = db_con.execute("SELECT DISTINCT method FROM speaker_attribution").fetchall()
+    assert methods == [("stereo",)]
+
+
+def test_named_values_follow_the_scripts(db_con, ground_truth):
+    """A call's turns, a scripted phrase, a scripted pair, as the scripts wrote them."""
+    call = next(c for c in ground_truth["calls"] if c["call_id"] == "A01-C-refund")
+    for speaker in ("agent", "customer"):
+        scripted = sum(t["speaker"] == speaker for t in call["turns"])
+        stored = db_con.execute(
+            "SELECT count(*) FROM utterances WHERE call_id = ? AND speaker = ?",
+            [call["call_id"], speaker],
+        ).fetchone()[0]
+        assert scripted <= stored <= scripted + 2, (speaker, scripted, stored)  # VAD may split
+    # every impatience phrase the current call's script gives the agent is counted
+    impatience = default_config().lexicon.phrase_list("impatience")
+    said = sum(
+        t["text"].count(p) for t in call["turns"] if t["speaker"] == "agent" for p in impatience
+    )
+    counted = db_con.execute(
+        "SELECT agent_impatience_count FROM call_metrics WHERE call_id = ?", [call["call_id"]]
+    ).fetchone()[0]
+    assert said >= 1 and counted == said, (said, counted)
+    pair = db_con.execute(
+        "SELECT p.pair_id, count(a.pair_id) FROM call_pairs p JOIN aligned_utterances a "
+        "USING (pair_id) WHERE p.early_call_id = 'A01-E-refund' GROUP BY 1"
+    ).fetchall()
+    assert len(pair) == 1 and pair[0][1] >= 3  # the scripted refund pair, aligned turn by turn
 
 
 def _norm(text: str) -> str:

@@ -19,7 +19,7 @@ from pipeline.prosody import (
     pitch_track,
     prosody,
 )
-from tests.conftest import EVAL
+from tests.conftest import EVAL, require
 
 SR = 16_000
 CONFIG = default_config()
@@ -168,13 +168,11 @@ def _casia(speaker: str, emotion: str, n: int) -> list[np.ndarray]:
     ]
 
 
-@pytest.mark.skipif(
-    not (EMOTION / "manifest.tsv").is_file(), reason="../shared/eval/emotion absent"
-)
 @pytest.mark.parametrize("speaker", ["liuchanhg", "wangzhe"])
 def test_a_call_recorded_10_db_louder_keeps_its_agitation(speaker):
     """Same agent, same words: +10 dB on the recording (and +10 dB on the speech over a fixed
     line-noise floor) moves utterance agitation by at most 0.3."""
+    require((EMOTION / "manifest.tsv").is_file(), "../shared/eval/emotion absent")
     base_clips = _casia(speaker, "neutral", 12)
     base = fit_baseline(feature_matrix([prosody(x, OPTS) for x in base_clips], SPEC), SPEC)
     rng = np.random.default_rng(6)

@@ -33,7 +33,7 @@ from pipeline.redact import (
     redact_utterances,
 )
 from tests.conftest import EVAL as EVAL_DATA
-from tests.conftest import ROOT
+from tests.conftest import ROOT, require
 
 CASES_FILE = ROOT / "tests" / "data" / "pii_cases.tsv"
 
@@ -80,10 +80,10 @@ def test_recall_and_false_positive_rate_meet_acceptance():
 ASR_MANIFEST = EVAL_DATA / "asr" / "manifest.tsv"
 
 
-@pytest.mark.skipif(not ASR_MANIFEST.is_file(), reason="../shared/eval/asr absent")
 def test_real_transcripts_mask_the_read_phone_numbers_and_nothing_else():
     """Human transcripts of real Mandarin speech (AISHELL read sentences, 29 of them mobile
     numbers read digit by digit; Magic Data customer-service speech)."""
+    require(ASR_MANIFEST.is_file(), "../shared/eval/asr absent")
     with open(ASR_MANIFEST, encoding="utf-8", newline="") as f:
         texts = [row["text"].strip("\ufeff ") for row in csv.DictReader(f, delimiter="\t")]
     phones = [t for t in texts if re.fullmatch(r"1[3-9][0-9]{9}", t.translate(_NUMERALS))]

@@ -19,7 +19,7 @@ from pipeline.config import ConfigError, default_config
 from pipeline.records import Coverage, Transcript, Utterance
 from pipeline.rows import SpeakerAttribution
 from pipeline.speakers import split as split_module
-from tests.conftest import ROOT
+from tests.conftest import ROOT, require
 
 CONFIG = default_config()
 OPTS = CONFIG.speakers
@@ -350,8 +350,10 @@ def real(tmp_path_factory):
     """The mono mixes of two of A01's calls, as recorded and customer-first, through
     split_mono (truth: the script's turn times), and A01's print from a third call's stereo
     agent channel (stereo_agent_embedding)."""
-    if importlib.util.find_spec("resemblyzer") is None:
-        pytest.skip("resemblyzer (speaker encoder weights) not installed")
+    require(
+        importlib.util.find_spec("resemblyzer") is not None,
+        "resemblyzer (speaker encoder weights) not installed",
+    )
     ev = _eval_module()
     tools = ev.Tools(CONFIG)
     folder = tmp_path_factory.mktemp("mono")
