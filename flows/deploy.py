@@ -141,7 +141,16 @@ def later_due_run() -> str | None:
             flow_run_filter=FlowRunFilter(
                 deployment_id=FlowRunFilterDeploymentId(any_=[me.deployment_id]),
                 state=FlowRunFilterState(
-                    type=FlowRunFilterStateType(any_=[StateType.SCHEDULED, StateType.PENDING])
+                    # A later run counts whether it waits, runs or is done already: the worker
+                    # may take the missed runs in any order.
+                    type=FlowRunFilterStateType(
+                        any_=[
+                            StateType.SCHEDULED,
+                            StateType.PENDING,
+                            StateType.RUNNING,
+                            StateType.COMPLETED,
+                        ]
+                    )
                 ),
                 expected_start_time=FlowRunFilterExpectedStartTime(
                     after_=me.expected_start_time, before_=datetime.now(UTC)

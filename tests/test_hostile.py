@@ -31,8 +31,10 @@ CLI = [sys.executable, "-m", "callreview.cli"]
 
 
 def _cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    # No CALLREVIEW_* from the developer's shell; wide lines so reasons are not wrapped.
+    # No CALLREVIEW_* from the developer's shell; wide lines so reasons are not wrapped. Files
+    # written a moment ago count as settled: these tests are about the files, not their age.
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALLREVIEW_")}
+    env["CALLREVIEW_RUN__SETTLE_S"] = "0"
     env["COLUMNS"] = "400"
     return subprocess.run(
         [*CLI, *args], capture_output=True, text=True, timeout=900, cwd=cwd, env=env
