@@ -20,7 +20,7 @@ import re
 import sys
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from pipeline.redact import (
@@ -68,6 +68,7 @@ def test_case(case):
     outcome = EVAL.run_case(case)
     assert not outcome.missed, f"not masked: {outcome.missed} -> {outcome.masked_text}"
     assert not outcome.stray, f"masked outside the PII: {outcome.stray!r} -> {outcome.masked_text}"
+    assert not outcome.wrong_kind, f"masked as another kind: {outcome.wrong_kind}"
 
 
 def test_recall_and_false_positive_rate_meet_acceptance():
@@ -387,3 +388,70 @@ def test_amounts_and_quantities_stay_readable(n, unit, before):
     for number in (str(n), f"{n:,}", _positional(n)):
         text = before + number + unit
         assert find_pii(text) == [], text
+
+
+# --- long numbers beside numeral words and measure words -------------------------------------
+
+_NEIGHBOURS = [
+    "一直",
+    "一共",
+    "一下",
+    "两点",
+    "一样",
+    "一张",
+    "三天",
+    "两个",
+    "五件",
+    "两笔",
+    "七个月",
+]
+_WRITTEN = {d: forms[:2] for d, forms in _DIGIT_FORMS.items()}  # 1 or １
+
+
+@st.composite
+def _long_number(draw) -> tuple[str, bool]:
+    """7 to 20 digits as one script (Arabic, full-width, spoken) or a mix that starts and ends
+    with a written digit, grouped in fours by nothing, spaces or hyphens; and whether it starts
+    with a written digit."""
+    digits = draw(st.text(alphabet="0123456789", min_size=7, max_size=20))
+    assume(not re.fullmatch(r"[1-9][0-9]{0,2}0{4,}", digits))  # a round amount is a value
+    script = draw(st.sampled_from(["arabic", "full", "spoken", "mixed"]))
+    if script == "arabic":
+        forms = list(digits)
+    elif script == "full":
+        forms = [_DIGIT_FORMS[d][1] for d in digits]
+    elif script == "spoken":
+        forms = [draw(st.sampled_from(_DIGIT_FORMS[d][2:])) for d in digits]
+    else:
+        forms = [draw(st.sampled_from(_DIGIT_FORMS[d])) for d in digits]
+        forms[0] = draw(st.sampled_from(_WRITTEN[digits[0]]))
+        forms[-1] = draw(st.sampled_from(_WRITTEN[digits[-1]]))
+    sep = draw(st.sampled_from(["", " ", "-"]))
+    grouped = "".join(
+        f + (sep if k % 4 == 3 and k < len(forms) - 1 else "") for k, f in enumerate(forms)
+    )
+    return grouped, script != "spoken"
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(
+    _long_number(),
+    st.sampled_from(["", "卡号", "订单号", "号码是", "我的是", "身份证号", "唯一", "万一"]),
+    st.sampled_from(["", " ", "，"]),
+    st.sampled_from(_NEIGHBOURS),
+)
+def test_a_long_number_is_masked_and_the_numeral_words_beside_it_stay(number, before, joint, word):
+    """7 to 20 digits in any script and spacing, then a word that starts with a numeral (一直,
+    两点) or a count and a measure word (三天, 两笔): every digit is masked and the words on
+    both sides stay whole. (A spoken number after 唯一 or 万一 is ambiguous and not drawn.)"""
+    number, written_first = number
+    assume(written_first or before not in ("唯一", "万一"))
+    # two hyphenated groups of up to nine digits may be a range (1500-3000): readable
+    assume(not (number.count("-") == 1 and sum(ch not in "- " for ch in number) <= 9))
+    text = before + number + joint + word + "。"
+    masked_text, spans = redact(text)
+    masked = {i for s in spans for i in range(s.start_char, s.end_char)}
+    start, end = len(before), len(before) + len(number)
+    assert _all_masked(text, start, end, spans), (text, masked_text)
+    assert not masked & (set(range(start)) | set(range(end, len(text)))), (text, masked_text)
+    assert masked_text.startswith(before) and masked_text.endswith(joint + word + "。")
