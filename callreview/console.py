@@ -57,6 +57,8 @@ def print_summary(console: Console, summary: RunSummary) -> None:
         console.print(f"  [red]failed[/] {escape(failure_place(f))}: {escape(f.reason)}")
     for call_id, why in summary.unsettled:
         console.print(f"  [yellow]left for the next run[/] call {call_id!r}: {escape(why)}")
+    if summary.n_remasked:
+        console.print(f"{summary.n_remasked} stored calls masked again under new PII rules")
     console.print(f"database: [bold]{escape(str(Path(summary.db).resolve()))}[/]")
     if summary.reports:
         console.print(f"team reports: [bold]{escape(summary.reports)}[/]")

@@ -34,6 +34,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 
+import duckdb
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.states import Completed, State
@@ -51,7 +52,9 @@ from pipeline import asr, intake, review, store
 from pipeline.config import Config, find_config_file, load_config
 from pipeline.manifest import check_manifest, iter_manifest, manifest_path
 from pipeline.memory import release_freed_memory
+from pipeline.redact import MASKER_VERSION
 from pipeline.rows import RunRow
+from pipeline.transcribe import remask_utterances
 
 
 def run_config(
@@ -171,7 +174,8 @@ def review_folder(folder: str, config: Config, force: bool = False) -> RunSummar
                     wall,
                     rate,
                 )
-        if force or not store.derived_is_current(con, settings):
+        summary.n_remasked = remask_stored(con, config)
+        if force or summary.n_remasked or not store.derived_is_current(con, settings):
             derived = derive_tables_task(store.load_history(con), config)
             store.replace_derived(con, derived)
             summary.derived_rows = {t: len(f) for t, f in derived.items()}
@@ -197,6 +201,21 @@ def review_folder(folder: str, config: Config, force: bool = False) -> RunSummar
         summary.reports = str(paths[-1])
     summary.seconds = time.monotonic() - started
     return summary
+
+
+def remask_stored(con: duckdb.DuckDBPyConnection, config: Config, batch_calls: int = 500) -> int:
+    """Text stored under older PII rules, masked again under today's (docs/CONTRACTS.md, "When
+    the masking rules change"), a batch of calls at a time: how many calls were re-masked."""
+    n = 0
+    while stale := store.stale_masked(con, MASKER_VERSION, limit=batch_calls):
+        changed, spans = [], []
+        for utterances in stale.values():
+            text, found = remask_utterances(utterances, config.asr.redaction)
+            changed += text
+            spans += found
+        store.save_remasked(con, MASKER_VERSION, list(stale), changed, spans)
+        n += len(stale)
+    return n
 
 
 @flow(name="review_calls", log_prints=True)

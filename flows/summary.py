@@ -22,6 +22,7 @@ class RunSummary:
     failures: list[Failure] = field(default_factory=list)
     unsettled: list[tuple[str, str]] = field(default_factory=list)  # (call_id, why): next run
     n_hashed: int = 0  # stored calls whose file had to be read (size or mtime changed)
+    n_remasked: int = 0  # stored calls whose text was masked again under new PII rules
     derived_rows: dict[str, int] = field(default_factory=dict)
     top_drift: pd.DataFrame | None = None
     seconds: float = 0.0
@@ -76,6 +77,7 @@ def summary_markdown(summary: RunSummary) -> str:
         f"| failed | {len(summary.failures)} |",
         f"| audio reviewed | {hours:.2f} h in {summary.seconds:.0f} s ({speed:.0f}x realtime) |",
         f"| stored files re-read to check them | {summary.n_hashed} |",
+        f"| stored calls masked again under new PII rules | {summary.n_remasked} |",
         f"| database | `{summary.db}` |",
     ]
     if summary.reports:

@@ -7,11 +7,19 @@ to texts and utterances; its docstring tells the whole procedure.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 
 Kind = Literal["phone", "id", "card", "email", "number"]
+NUMERAL_WORDS_FILE = Path(__file__).resolve().parent / "data" / "numeral_words.txt"
+
+
+def read_numeral_words(path: Path = NUMERAL_WORDS_FILE) -> frozenset[str]:
+    """The words with a numeral at one end (一直, 两点, 唯一) from a file: one per line, # comments."""
+    with open(path, encoding="utf-8") as f:
+        return frozenset(w for line in f if (w := line.strip()) and not w.startswith("#"))
 
 
 # --- options and spans ---------------------------------------------------------------------------------
@@ -24,6 +32,11 @@ class RedactOptions:
     min_digits: a digit run at least this long is masked even when its shape is unknown (order,
         QQ, account numbers). Shorter runs stay readable: prices, counts, and the last four
         digits of a phone that agents read back to verify a caller.
+    max_value_digits: the most digits a price, count or quantity written in digits has; a
+        longer run is an identifier whatever unit follows it (round amounts and thousands
+        commas aside: 13500000000元, 1,234,567,890).
+    numeral_words: words with a numeral at one end (pipeline/data/numeral_words.txt): a numeral
+        at the edge of a run that forms one with its neighbour is read as part of the word.
     max_gap: separators allowed between two digits of one number ("138 - 0013", "一三八，嗯，零").
     mask_emails: also mask e-mail addresses, written or spoken.
     join_gap_s: a speaker's utterances at most this far apart are read together, so a number
@@ -34,6 +47,7 @@ class RedactOptions:
     """
 
     min_digits: int = 7
+    max_value_digits: int = 9
     max_gap: int = 3
     mask_emails: bool = True
     join_gap_s: float = 3.0
@@ -43,6 +57,7 @@ class RedactOptions:
     card_token: str = "<CARD>"
     email_token: str = "<EMAIL>"
     number_token: str = "<NUM>"
+    numeral_words: frozenset[str] = field(default_factory=read_numeral_words, repr=False)
 
     def token(self, kind: Kind) -> str:
         return {
@@ -86,9 +101,12 @@ _SENTENCE_END = frozenset("。！？!?；;\n")
 # A run of digits is a value, not a digit string, when one of these stands beside it.
 _POSITIONAL = frozenset("十拾百佰千仟万萬亿億")
 _MONEY_BEFORE = frozenset("¥￥$＄")
-_VALUE_AFTER = _POSITIONAL | frozenset(
-    "元块圆角毛%％"  # money, percent
-    "个件次天年月日周岁台张条人份瓶箱套斤克吨米倍笔期"  # measure words; not 分 (分机)
+_VALUE_AFTER = (
+    _POSITIONAL
+    | frozenset(
+        "元块圆角毛%％"  # money, percent
+        "个件次天年月日周岁台张条人份瓶箱套斤克吨米倍笔期单遍位包盒袋双杯部页项"  # measure words; not 分 (分机)
+    )
 )
 _DECIMAL_POINT = frozenset(".．点")
 _RANGE_DASH = frozenset("-－—–‐~～")
@@ -218,13 +236,23 @@ def _value_after(blanked: str, end: int) -> bool:
     return nxt in _DECIMAL_POINT and end + 1 < len(blanked) and blanked[end + 1] in DIGIT_VALUE
 
 
-def _several_values(run: str, digits: str, min_digits: int) -> bool:
+def _several_values(run: str, digits: str, options: RedactOptions) -> bool:
     """Whether a long run without a keyword reads as amounts rather than one number: a range
-    (1500-3000), a list (50、100、200、500), thousands commas (1,234,567) or a round amount
-    (1000000)."""
-    groups = re.split(rf"[{_GAPS}]+", run)
-    short = all(len(g) < min_digits for g in groups)
-    is_range = short and len(groups) == 2 and any(ch in _RANGE_DASH for ch in run)
+    (1500-3000: two bounds without leading zeros, the first lower, no more digits than a value
+    has), a list (50、100、200、500), thousands commas (1,234,567) or a round amount (1000000)."""
+    groups = [
+        "".join(DIGIT_VALUE[ch] for ch in g if ch in DIGIT_VALUE)
+        for g in re.split(rf"[{_GAPS}]+", run)
+    ]
+    short = all(len(g) < options.min_digits for g in groups)
+    is_range = (
+        short
+        and len(groups) == 2
+        and any(ch in _RANGE_DASH for ch in run)
+        and len(digits) <= options.max_value_digits
+        and all(g and g[0] != "0" for g in groups)
+        and int(groups[0] or 0) < int(groups[1] or 0)
+    )
     is_list = short and len(groups) >= 3 and any(ch in _LIST_COMMA for ch in run)
     is_amount = _THOUSANDS.fullmatch(run) or _ROUND.fullmatch(digits)
     return is_range or is_list or is_amount is not None
@@ -270,6 +298,59 @@ def _several_numbers(positions: list[int], digits: str) -> list[Span]:
     return pieces if pieces is not None and len(pieces) > 1 else []
 
 
+def _plausible_value(
+    blanked: str, start: int, end: int, digits: str, options: RedactOptions
+) -> bool:
+    """Whether blanked[start:end] could be a price, count or quantity at all: written digits,
+    few enough of them, or a round amount or thousands commas. A run read numeral by numeral
+    (一三八...) of min_digits or more is one only before a positional unit (...七八九十)."""
+    run = blanked[start:end]
+    if _THOUSANDS.fullmatch(run) or _ROUND.fullmatch(digits):
+        return True
+    if all(ch in _SPOKEN for ch in run if ch in DIGIT_VALUE):
+        nxt = blanked[end] if end < len(blanked) else ""
+        return len(digits) < options.min_digits or nxt in _POSITIONAL
+    return len(digits) <= options.max_value_digits
+
+
+def _neighbours(
+    blanked: str, positions: list[int], digits: str, hint: Kind | None, options: RedactOptions
+) -> tuple[int, int]:
+    """How many digits at the head and the tail of a run belong to the words beside it rather
+    than to the number: numerals after the last written digit ("13912345678一共", "...5678
+    两天"); a numeral that makes a word with the character after it (一直, 两点, 一下); the
+    count before a measure word after a run too long to be a value (卡号...三天, "...5678 3个");
+    a numeral that ends a word begun before the run (唯一1234567890)."""
+    n = len(positions)
+    spoken = [blanked[i] in _SPOKEN for i in positions]
+    end = positions[-1] + 1
+    nxt = blanked[end] if end < len(blanked) else ""
+    word_after = spoken[-1] and blanked[positions[-1]] + nxt in options.numeral_words
+    head = tail = 0
+    if any(spoken) and not all(spoken):
+        trailing = spoken[::-1].index(False)
+        if trailing <= 2 and (word_after or _value_after(blanked, end)):
+            tail = trailing
+        before = blanked[positions[0] - 1] if positions[0] > 0 else ""
+        if spoken.index(False) == 1 and before + blanked[positions[0]] in options.numeral_words:
+            head = 1
+    if tail == 0 and word_after:
+        tail = 1
+    if (
+        tail == 0
+        and _value_after(blanked, end)
+        and (hint is not None or not _plausible_value(blanked, positions[0], end, digits, options))
+    ):
+        gaps = [k for k in range(1, n) if positions[k] - positions[k - 1] > 1]
+        if spoken[-1]:
+            tail = 1  # 三天, 两笔: one numeral counts
+        elif gaps and n - gaps[-1] <= 2:
+            tail = n - gaps[-1]  # "... 3个": a count set apart from the number
+    if n - head - tail < options.min_digits:  # too short to mask without them: one number
+        return 0, 0
+    return head, tail
+
+
 def judge_run(blanked: str, start: int, end: int, options: RedactOptions) -> list[Span]:
     """The spans to mask in the digit run blanked[start:end]: none when it stays readable."""
     positions = [i for i in range(start, end) if blanked[i] in DIGIT_VALUE]
@@ -279,11 +360,23 @@ def judge_run(blanked: str, start: int, end: int, options: RedactOptions) -> lis
         return [Span("id", start, check_x.end())]
 
     hint = _hint(blanked, start)
+    head, tail = _neighbours(blanked, positions, digits, hint, options)
+    if head or tail:  # the number without its neighbours' numerals
+        positions = positions[head : len(positions) - tail]
+        digits = digits[head : len(digits) - tail]
+        start, end = positions[0], positions[-1] + 1
+        check_x = _ID_CHECK_X.match(blanked, end)
+        if len(digits) == 17 and check_x:
+            return [Span("id", start, check_x.end())]
+
     kind = _kind(digits, hint, options)
-    is_value = _value_before(blanked, start) or _value_after(blanked, end)
-    if kind in _STRONG and not is_value:
+    is_value = (_value_before(blanked, start) or _value_after(blanked, end)) and _plausible_value(
+        blanked, start, end, digits, options
+    )
+    if (kind in _STRONG or (kind is not None and kind == hint)) and not is_value:
         return [Span(kind, start, end)]
-    core = _strong_core(blanked, positions, digits)
+    # numerals of the next or previous words stuck to a phone, ID or card number
+    core = None if head or tail else _strong_core(blanked, positions, digits)
     if core is not None:
         return [core]
     if kind is None or is_value:
@@ -291,6 +384,6 @@ def judge_run(blanked: str, start: int, end: int, options: RedactOptions) -> lis
     several = _several_numbers(positions, digits)
     if several:
         return several
-    if hint is None and _several_values(blanked[start:end], digits, options.min_digits):
+    if hint is None and _several_values(blanked[start:end], digits, options):
         return []
     return [Span(kind, start, end)]

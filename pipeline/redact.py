@@ -17,6 +17,13 @@ How `find_pii` reads a text, in the order of this file:
    (299元, ¥), a decimal point or a measure word (两件, 三个订单); without a keyword before it,
    also a range (1500-3000), a list (50、100、200), thousands commas (1,234,567) or a round
    amount (1000000).
+   A value has a plausible size: a run of more than `max_value_digits` written digits, or of
+   `min_digits` numerals read one by one, is never one (round amounts and thousands commas
+   aside), whatever unit follows it.
+   Numerals at a run's edges that belong to the words beside it are left out of it first: after
+   the last written digit (13912345678一共), forming a word with the next character (一直, 两点:
+   pipeline/data/numeral_words.txt), counting the measure word after a run too long to be a
+   value (卡号...三天), or ending a word begun before it (唯一1234567890).
 4. Any other run with at least `min_digits` digits is masked. Its kind comes from a keyword just
    before it (身份证, 卡号, 电话...) or else from its shape: 11 digits from 13-19 or 0 + area code
    is a phone, 17 digits + X or 18 with a birth date an ID, 16-19 digits a bank card; anything
@@ -52,8 +59,14 @@ from pipeline.digit_runs import (
     run_pattern,
 )
 
+# The masking rules' version, stored with each call (calls.masker_version). Bump it whenever the
+# rules mask something they let through before: text stored under an older version is masked
+# again on the next run (docs/CONTRACTS.md, "When the masking rules change").
+MASKER_VERSION = 2
+
 __all__ = [
     "DEFAULT_OPTIONS",
+    "MASKER_VERSION",
     "Kind",
     "RedactOptions",
     "RedactedUtterance",

@@ -66,6 +66,7 @@ class CallRow:
     asr_model: str | None = None  # the Whisper checkpoint that transcribed it
     file_size: int | None = None  # the recording's size and mtime when it was read: a later run
     file_mtime_ns: int | None = None  # that finds both unchanged skips the call without hashing
+    masker_version: int | None = None  # PII rules its text was masked with (None: the first)
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,8 @@ class PiiSpan:
     call_id: str
     utterance_id: int
     kind: str  # phone | id | card | email | number
-    start_char: int  # in the unmasked text, which is never stored
+    start_char: int  # in the unmasked text, which is never stored (in the text as stored, for
+    # spans added when stored text was masked again under new rules: pipeline/store/remask.py)
     end_char: int
     start_s: float  # estimated from the character position, padded (pipeline/redact.py)
     end_s: float

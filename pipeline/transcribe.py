@@ -10,7 +10,7 @@ timestamp, as Whisper's own `transcribe` seeks. Windows from many calls can shar
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import whisper
 
@@ -18,7 +18,7 @@ from pipeline.asr.decode import AsrRuntime, decode_batch, make_runtime
 from pipeline.audio import SAMPLE_RATE
 from pipeline.config import AsrOptions
 from pipeline.records import CallAudio, Coverage, Segment, Transcript, Utterance
-from pipeline.redact import RedactOptions, redact_utterances
+from pipeline.redact import RedactedUtterance, RedactOptions, redact_utterances
 from pipeline.rows import PiiSpan
 from pipeline.text import simplify
 from pipeline.windows import Window, assign_texts, pack_windows, speech_after, timed_segments
@@ -174,19 +174,7 @@ def utterances_from_windows(
         (seg.speaker, round(seg.start_s, 3), round(seg.end_s, 3), text) for seg, text, _ in rows
     ]
     redacted = redact_utterances(timed, redaction)  # a number read over a pause is seen whole
-    spans = [
-        PiiSpan(
-            call_id,
-            s.utterance_index,
-            s.kind,
-            s.start_char,
-            s.end_char,
-            round(s.start_s, 3),
-            round(s.end_s, 3),
-        )
-        for r in redacted
-        for s in r.spans
-    ]
+    spans = _pii_rows(call_id, [i for i, _ in enumerate(rows)], redacted)
     return [
         Utterance(
             call_id,
@@ -201,6 +189,41 @@ def utterances_from_windows(
         )
         for i, ((seg, _, res), red) in enumerate(zip(rows, redacted, strict=True))
     ], spans
+
+
+def _pii_rows(
+    call_id: str, utterance_ids: list[int], redacted: list[RedactedUtterance]
+) -> list[PiiSpan]:
+    return [
+        PiiSpan(
+            call_id,
+            utterance_ids[s.utterance_index],
+            s.kind,
+            s.start_char,
+            s.end_char,
+            round(s.start_s, 3),
+            round(s.end_s, 3),
+        )
+        for r in redacted
+        for s in r.spans
+    ]
+
+
+def remask_utterances(
+    stored: list[Utterance], redaction: RedactOptions
+) -> tuple[list[Utterance], list[PiiSpan]]:
+    """A stored call's utterances masked again under today's rules: those whose text changed,
+    and the spans masked now, their characters counted in the text as it was stored. The text
+    is masked already, so what was masked stays masked and only what older rules let through is
+    masked now; masking it again changes nothing (idempotent)."""
+    timed = [(u.speaker, u.start_s, u.end_s, u.text) for u in stored]
+    redacted = redact_utterances(timed, redaction)
+    changed = [
+        replace(u, text=r.text) for u, r in zip(stored, redacted, strict=True) if r.text != u.text
+    ]
+    if not stored:
+        return changed, []
+    return changed, _pii_rows(stored[0].call_id, [u.utterance_id for u in stored], redacted)
 
 
 def speech_coverage(

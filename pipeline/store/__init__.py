@@ -7,6 +7,7 @@ history.py  what a run reads back: done calls, the base tables, the drift summar
 reads.py    what the calibration report reads
 calibration.py  calibration sessions: imported scores and files, the agreement reads
 voices.py   agents' voice prints (kept across runs) and how each call's speech was attributed
+remask.py   masking stored text again when the PII rules change
 """
 
 from pipeline.store import reads
@@ -26,6 +27,7 @@ from pipeline.store.history import (
     load_history,
     top_drift,
 )
+from pipeline.store.remask import save_remasked, stale_masked
 from pipeline.store.schema import DERIVED_TABLES, TABLES, schema_sql
 from pipeline.store.snapshot import open_for_run, publish, working_path
 from pipeline.store.voices import load_voice_prints, save_attributions, save_voice_prints
@@ -58,6 +60,8 @@ __all__ = [
     "publish",
     "working_path",
     "replace_derived",
+    "save_remasked",
+    "stale_masked",
     "replace_table",
     "run_query",
     "save_attributions",

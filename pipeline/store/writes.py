@@ -11,6 +11,7 @@ import pandas as pd
 
 from pipeline.intake import FileLook
 from pipeline.records import CallInput, CallResult, Failure, KnownFields
+from pipeline.redact import MASKER_VERSION
 from pipeline.rows import CallRow, FailureRow, RunRow
 from pipeline.speakers.options import VoicePrint
 from pipeline.store.db import replace_table, to_json, transaction, write_frame
@@ -95,6 +96,7 @@ def _write_calls(
             asr_model=asr_model,
             file_size=r.look.size if r.look else None,
             file_mtime_ns=r.look.mtime_ns if r.look else None,
+            masker_version=MASKER_VERSION,
         )
         for r in results
     ]
