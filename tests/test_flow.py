@@ -53,8 +53,9 @@ def test_a_second_run_skips_what_is_done(flow_run, db_con):
 
 
 def test_each_table_holds_exactly_what_the_sample_calls_determine(db_con, ground_truth):
-    """Row counts traced to the input: 18 sample calls of 3 agents (stereo, no read-out
-    number), 9 scripted early/current pairs, the 5 bad manifest rows of `batch_folder`."""
+    """Row counts traced to the input: 18 sample calls of 3 agents (stereo; one read-out
+    number: A03-C-delivery_delay's customer reads a mobile number, the agent reads it back),
+    9 scripted early/current pairs, the 5 bad manifest rows of `batch_folder`."""
     from pipeline.review import DRIFT_METRICS
 
     n_calls = len(ground_truth["calls"])
@@ -85,7 +86,7 @@ def test_each_table_holds_exactly_what_the_sample_calls_determine(db_con, ground
         "agent_drift": len(agents) * len(DRIFT_METRICS),
         "agent_baselines": len(agents),
         "agent_voice_prints": len(agents),  # from their stereo agent channels
-        "pii_spans": 0,  # no sample call reads out a number long enough to mask
+        "pii_spans": 2,  # that mobile number: one span in the customer's turn, one in the agent's
     }
     methods = db_con.execute("SELECT DISTINCT method FROM speaker_attribution").fetchall()
     assert methods == [("stereo",)]
