@@ -68,6 +68,13 @@ app.add_typer(make_calibrate_app(_config, _fail), name="calibrate")
 VerboseOption = Annotated[
     bool, typer.Option("--verbose", "-v", help="Show Prefect's log lines (one per task).")
 ]
+DaskAddressOption = Annotated[
+    str | None,
+    typer.Option(help="Run the tasks on the Dask cluster at this scheduler (tcp://HOST:8786)."),
+]
+DaskWorkersOption = Annotated[
+    int | None, typer.Option(help="Run the tasks on a local Dask cluster of N processes.")
+]
 
 
 @app.command()
@@ -97,6 +104,8 @@ def run(
     workers: Annotated[
         int | None, typer.Option(help="Calls prepared and measured at once.")
     ] = None,
+    dask_address: DaskAddressOption = None,
+    dask_workers: DaskWorkersOption = None,
     config_file: ConfigOption = None,
     verbose: VerboseOption = False,
 ) -> None:
@@ -113,6 +122,8 @@ def run(
         "device": device,
         "chunk_calls": chunk_calls,
         "workers": workers,
+        "dask_address": dask_address,
+        "dask_workers": dask_workers,
     }
     # The flow reads the same settings again; reading them here refuses a bad file at once.
     _config(config_file, EXIT_RUN_FAILED, run=options, asr={"batch_size": batch_size})
@@ -244,12 +255,15 @@ def _nightly(
     model: str | None,
     device: str | None,
     workers: int | None,
+    dask_address: str | None = None,
+    dask_workers: int | None = None,
 ) -> tuple[dict[str, object], object]:
     """The deployment's parameters (JSON values, absolute paths: a worker runs elsewhere) and
     its schedule, from the settings and the flags."""
+    cluster = {"dask_address": dask_address, "dask_workers": dask_workers}
     config = _config(
         config_file,
-        run={"db": db, "model": model, "device": device, "workers": workers},
+        run={"db": db, "model": model, "device": device, "workers": workers, **cluster},
         schedule={"cron": cron, "timezone": tz},
     )
     if not folder.is_dir():
@@ -261,6 +275,7 @@ def _nightly(
         "model": model,
         "device": device,
         "workers": workers,
+        **cluster,
     }
     return {k: v for k, v in parameters.items() if v is not None}, config.schedule
 
@@ -276,6 +291,8 @@ def serve(
     model: Annotated[str | None, typer.Option(help="Whisper model (see `run`).")] = None,
     device: Annotated[str | None, typer.Option(help="cpu or cuda (see `run`).")] = None,
     workers: Annotated[int | None, typer.Option(help="Calls prepared at once.")] = None,
+    dask_address: DaskAddressOption = None,
+    dask_workers: DaskWorkersOption = None,
     config_file: ConfigOption = None,
 ) -> None:
     """Serve the nightly deployment from this process (needs a Prefect server).
@@ -285,7 +302,9 @@ def serve(
     """
     from flows.deploy import NoServerError, serve_nightly
 
-    parameters, schedule = _nightly(folder, db, config_file, cron, tz, model, device, workers)
+    parameters, schedule = _nightly(
+        folder, db, config_file, cron, tz, model, device, workers, dask_address, dask_workers
+    )
     try:
         serve_nightly(parameters, schedule)
     except (NoServerError, ValueError) as e:
@@ -307,6 +326,8 @@ def deploy(
     device: Annotated[str | None, typer.Option(help="cpu or cuda (see `run`).")] = None,
     workers: Annotated[int | None, typer.Option(help="Calls prepared at once.")] = None,
     paused: Annotated[bool, typer.Option(help="Create the schedule paused.")] = False,
+    dask_address: DaskAddressOption = None,
+    dask_workers: DaskWorkersOption = None,
     config_file: ConfigOption = None,
 ) -> None:
     """Deploy the nightly run onto a process work pool (needs a Prefect server).
@@ -317,7 +338,9 @@ def deploy(
     """
     from flows.deploy import NoServerError, deploy_nightly
 
-    parameters, schedule = _nightly(folder, db, config_file, cron, tz, model, device, workers)
+    parameters, schedule = _nightly(
+        folder, db, config_file, cron, tz, model, device, workers, dask_address, dask_workers
+    )
     try:
         deployment_id = deploy_nightly(parameters, schedule, pool, paused)
     except (NoServerError, ValueError) as e:

@@ -34,7 +34,12 @@ class _NoTraceback(logging.Formatter):
 def quiet_prefect_console(verbose: bool) -> None:
     """The console shows one progress display and the summary; Prefect's per-task lines (and
     its failed-task tracebacks) only with --verbose. The Prefect API keeps every log line."""
+    import os
+
     from prefect.logging.handlers import PrefectConsoleHandler
+
+    if not verbose:  # processes this one starts (a local Dask cluster's workers) read this
+        os.environ["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] = "CRITICAL"
 
     for handler in logging.getLogger().handlers:
         if isinstance(handler, PrefectConsoleHandler):

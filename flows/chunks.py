@@ -9,8 +9,9 @@ from collections.abc import Container, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from prefect.futures import PrefectFuture
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.task_runners import TaskRunner
 
+from flows.cluster import annotate, gpu_annotations, on_cluster
 from flows.tasks import (
     Skipped,
     Unsettled,
@@ -54,19 +55,30 @@ class ChunkInFlight:
     unsettled: list[tuple[str, str]]  # modified within the settle time
 
 
+def _transcribe_state(prepared: list[PreparedCall], config: Config, runner: TaskRunner):  # noqa: ANN202
+    """Transcribe in the flow's own process (its model is loaded once there), or on a Dask
+    worker (a GPU worker when the cluster has one)."""
+    if not on_cluster(runner):
+        return transcribe_chunk_task(prepared, config, return_state=True)
+    with annotate(gpu_annotations(runner)):
+        future = runner.submit(transcribe_chunk_task, {"prepared": prepared, "config": config})
+    future.wait()
+    return future.state
+
+
 def _transcribe(
-    prepared: list[PreparedCall], config: Config, out: ChunkOutcome
+    prepared: list[PreparedCall], config: Config, out: ChunkOutcome, runner: TaskRunner
 ) -> dict[str, Transcript]:
     """The chunk's transcripts; when the shared batch fails, each call alone, so one bad call
     fails only itself."""
     if not prepared:
         return {}
-    state = transcribe_chunk_task(prepared, config, return_state=True)
+    state = _transcribe_state(prepared, config, runner)
     if state.is_completed():
         return state.result()
     transcripts: dict[str, Transcript] = {}
     for p in prepared:
-        one = transcribe_chunk_task([p], config, return_state=True)
+        one = _transcribe_state([p], config, runner)
         if one.is_completed():
             transcripts.update(one.result())
         else:
@@ -76,7 +88,7 @@ def _transcribe(
 
 def finish_chunk(
     flight: ChunkInFlight,
-    runner: ThreadPoolTaskRunner,
+    runner: TaskRunner,
     prints: dict[str, VoicePrint],
     config: Config,
     stored: Container[str],
@@ -106,7 +118,7 @@ def finish_chunk(
             prepared.append(value)
     prepared, out.prints, choices = review.attribute_chunk(prepared, prints, config, stored)
     prints.update(out.prints)
-    transcripts = _transcribe(prepared, config, out)
+    transcripts = _transcribe(prepared, config, out, runner)
     measured = [
         (
             p,
@@ -134,7 +146,7 @@ def finish_chunk(
 
 def _submit_chunk(
     chunk: ManifestChunk,
-    runner: ThreadPoolTaskRunner,
+    runner: TaskRunner,
     config: Config,
     done: Mapping[str, StoredFile],
     prints: dict[str, VoicePrint],
@@ -176,7 +188,7 @@ def _submit_chunk(
 
 def chunks_in_flight(
     chunks: Iterator[ManifestChunk],
-    runner: ThreadPoolTaskRunner,
+    runner: TaskRunner,
     config: Config,
     done: Mapping[str, StoredFile],
     prints: dict[str, VoicePrint],

@@ -38,10 +38,11 @@ import duckdb
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.states import Completed, State
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.task_runners import TaskRunner
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from flows.chunks import chunks_in_flight, finish_chunk
+from flows.cluster import check_cluster, on_cluster, task_runner
 from flows.summary import ARTIFACT_KEY, RunSummary, state_message, summary_markdown
 from flows.tasks import (
     check_folder,
@@ -84,6 +85,24 @@ def review_folder(folder: str, config: Config, force: bool = False) -> RunSummar
         logger.warning(note)
         return RunSummary(None, db_path, 0, 0, 0, note=note)
     check_run_possible(config)
+    with task_runner(config) as runner:  # a Dask cluster is started and checked here
+        if on_cluster(runner):
+            check_cluster(runner, config)
+        return _review(folder, config, force, runner, n_inputs, first.size, started)
+
+
+def _review(
+    folder: str,
+    config: Config,
+    force: bool,
+    runner: TaskRunner,
+    n_inputs: int,
+    manifest_size: int,
+    started: float,
+) -> RunSummary:
+    """The run proper, once it is known to be possible: the chunks, derived tables, publish."""
+    logger = get_run_logger()
+    db_path = str(config.run.db)
     run_id = datetime.now().strftime("%Y%m%dT%H%M%S-") + uuid.uuid4().hex[:6]
     model_path = asr.resolve_model(config.run.model, config.run.models_dir)
     model_version = asr.model_version(config.run.model, config.run.models_dir)
@@ -121,11 +140,8 @@ def review_folder(folder: str, config: Config, force: bool = False) -> RunSummar
             MofNCompleteColumn(),
             TimeElapsedColumn(),
         )
-        chunks = iter_manifest(folder, config.run.chunk_calls, limit=first.size)
-        with (
-            ThreadPoolTaskRunner(max_workers=config.run.workers) as runner,
-            Progress(*columns, transient=True) as progress,
-        ):
+        chunks = iter_manifest(folder, config.run.chunk_calls, limit=manifest_size)
+        with Progress(*columns, transient=True) as progress:
             bar = progress.add_task("reviewing calls", total=n_inputs)
             flights = chunks_in_flight(
                 chunks, runner, config, {} if force else done, prints, stored
@@ -229,12 +245,15 @@ def review_calls(
     workers: int | None = None,
     chunk_calls: int | None = None,
     batch_size: int | None = None,
+    dask_address: str | None = None,
+    dask_workers: int | None = None,
 ) -> State:
     """Review the recordings in `folder` (its manifest.csv) into the DuckDB file `db`.
 
     Parameters are JSON values (a deployment's run validates them): `config_file` is a
     callreview.toml; `model`, `device`, `workers`, `chunk_calls`, `batch_size` override its
-    settings when given. Final state: Completed (its message counts failed inputs, listed in
+    settings when given; `dask_address` / `dask_workers` run the tasks on a Dask cluster
+    (flows/cluster.py). Final state: Completed (its message counts failed inputs, listed in
     the run's artifact), or Failed when the run could not be done.
     """
     overrides = {
@@ -244,6 +263,8 @@ def review_calls(
             "device": device,
             "workers": workers,
             "chunk_calls": chunk_calls,
+            "dask_address": dask_address,
+            "dask_workers": dask_workers,
         },
         "asr": {"batch_size": batch_size},
     }

@@ -47,6 +47,8 @@ class RunSettings:
     workers: Annotated[int, Field(ge=1)] = 2  # concurrent preparation / measurement tasks
     settle_s: Annotated[float, Field(ge=0)] = 10.0  # files modified more recently wait a run
     reports_dir: Path | None = None  # None: no team site; a folder: `report --all` after each run
+    dask_address: str | None = None  # tcp://host:8786: the tasks run there (flows/cluster.py)
+    dask_workers: Annotated[int, Field(ge=0)] = 0  # > 0: a local cluster of this many processes
 
 
 @dataclass(config=_STRICT)
@@ -360,7 +362,7 @@ def load_config(
         _merge(merged, layer, "command line", cwd)
     run = dict(merged["run"])
     run["db"] = str(cwd / run["db"]) if not Path(run["db"]).is_absolute() else run["db"]
-    for key in ("model", "device", "reports_dir"):
+    for key in ("model", "device", "reports_dir", "dask_address"):
         run[key] = run[key] or None
     merged["schedule"] = {
         k: v or None if k == "timezone" else v for k, v in merged["schedule"].items()

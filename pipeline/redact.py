@@ -273,7 +273,9 @@ def _timing(
     text: str, start_s: float, end_s: float, span: Span, pad_s: float
 ) -> tuple[float, float]:
     """Estimated time of a span: its position in the text's speaking weight, mapped linearly
-    onto the utterance's time (all the timing an utterance has), padded, clipped."""
+    onto the utterance's time (all the timing an utterance has), padded. The padding may reach
+    past the utterance's edges: VAD can start an utterance a little after the first syllable,
+    and a number read first would then keep its first digit audible."""
     weights = [_weight(ch) for ch in text]
     total = sum(weights)
     if total <= 0 or end_s <= start_s:
@@ -281,7 +283,7 @@ def _timing(
     rate = (end_s - start_s) / total
     t0 = start_s + rate * sum(weights[: span.start_char]) - pad_s
     t1 = start_s + rate * sum(weights[: span.end_char]) + pad_s
-    return max(start_s, t0), min(end_s, t1)
+    return max(0.0, start_s - pad_s, t0), min(end_s + pad_s, t1)
 
 
 def redact_utterances(

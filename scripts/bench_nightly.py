@@ -156,9 +156,11 @@ def main() -> int:
             seconds = round(time.monotonic() - t0, 1)
             history.write_text(json.dumps({"rows": rows, "history_run_s": seconds}), "utf-8")
             shutil.copy(db, tmp / "history.duckdb")
-        else:  # back to the history as first stored
+        else:  # back to the history as first stored: no working file of an earlier try
+            for p in tmp.glob("*.duckdb*"):
+                if p.name != "history.duckdb":
+                    p.unlink()
             shutil.copy(tmp / "history.duckdb", db)
-            (tmp / "alone.duckdb").unlink(missing_ok=True)
         kept = json.loads(history.read_text("utf-8"))
         rows = kept["rows"]
         if len(rows) != args.calls + NEW_CALLS:
@@ -224,7 +226,11 @@ def main() -> int:
             for proc in (worker, server):
                 if proc is not None and proc.poll() is None:
                     os.killpg(proc.pid, signal.SIGTERM)
-                    proc.wait(timeout=60)
+                    try:
+                        proc.wait(timeout=30)
+                    except subprocess.TimeoutExpired:  # a worker may hang on shutdown
+                        os.killpg(proc.pid, signal.SIGKILL)
+                        proc.wait()
     z, t, a = result["zero_new"], result["ten_new"], result["ten_alone"]
     extra = t["flow_run_s"] - a["flow_run_s"]
     lines = [
