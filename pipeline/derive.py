@@ -7,8 +7,6 @@ functions serve a fresh batch and a nightly run over the whole history.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import pandas as pd
 
@@ -160,30 +158,39 @@ def customer_agitation(utts: pd.DataFrame, spec: AgitationSpec, opening: int = 3
     """Per call: how far the customer's voice rose above their own opening turns of the same call.
 
     Customers change from call to call, so there is no career baseline: the first `opening`
-    customer utterances with voice features are the reference, the rest are scored with the
-    agent's model and averaged by duration. A customer who was angry from the first word is not
-    caught; one who got angry during the call is, so such a call is not read as the agent's drift.
+    customer utterances with voice features are the reference (per feature: mean, and standard
+    deviation floored as in agitation_baselines), the rest are scored with the agent's model and
+    averaged by duration. A customer who was angry from the first word is not caught; one who
+    got angry during the call is, so such a call is not read as the agent's drift. Computed for
+    all calls at once (grouped, not looped: a night's history holds 100,000 calls).
     """
     cust = utts[utts["speaker"] == "customer"].sort_values(["call_id", "start_s"])
     cust = cust[cust[spec.features[0]].notna()]
-    rows = []
-    for call_id, g in cust.groupby("call_id"):
-        if len(g) <= opening:
-            continue
-        ref = g.head(opening).assign(agent_id=call_id, cohort="early")
-        base = agitation_baselines(ref, replace(spec, min_baseline_utterances=1))
-        rest = g.iloc[opening:].assign(agent_id=call_id)
-        score = agitation_scores(rest, base, "agent_id")
-        w = (rest["end_s"] - rest["start_s"]).clip(lower=0.1)
-        ok = score.notna()
-        if ok.any():
-            rows.append(
-                {
-                    "call_id": call_id,
-                    "customer_agitation": float(np.average(score[ok], weights=w[ok])),
-                }
-            )
-    return pd.DataFrame(rows, columns=["call_id", "customer_agitation"])
+    turn = cust.groupby("call_id", sort=False).cumcount()
+    ref, rest = cust[turn < opening].groupby("call_id"), cust[turn >= opening]
+    if rest.empty:
+        return pd.DataFrame(columns=["call_id", "customer_agitation"])
+    num = pd.Series(0.0, index=rest.index)
+    den = pd.Series(0.0, index=rest.index)
+    for name, weight, floor in zip(spec.features, spec.weights, spec.std_floors, strict=True):
+        mean = rest["call_id"].map(ref[name].mean())
+        std = rest["call_id"].map(ref[name].std(ddof=0).fillna(0.0).clip(lower=floor))
+        z = (rest[name] - mean) / std
+        ok = z.notna()
+        num[ok] += weight * z[ok]
+        den[ok] += abs(weight)
+    scored = pd.DataFrame(
+        {
+            "call_id": rest["call_id"],
+            "score": (num / den).where(den > 0),
+            "w": (rest["end_s"] - rest["start_s"]).clip(lower=0.1),
+        }
+    ).dropna(subset=["score"])
+    scored["sw"] = scored["score"] * scored["w"]
+    sums = scored.groupby("call_id")[["sw", "w"]].sum()
+    return pd.DataFrame(
+        {"call_id": sums.index, "customer_agitation": (sums["sw"] / sums["w"]).to_numpy()}
+    ).reset_index(drop=True)
 
 
 def call_agitation(utts: pd.DataFrame, spec: AgitationSpec) -> pd.DataFrame:

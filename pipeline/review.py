@@ -218,13 +218,12 @@ def derive_tables(history: History, config: Config) -> dict[str, pd.DataFrame]:
     utts = utts.merge(utt_derived, on=["call_id", "utterance_id"], how="left")
     docs = _call_docs(utts, calls)
     pair_rows: list[PairRow] = []
-    aligned_rows: list[AlignedRow] = []
     by_agent = call_derived.merge(calls[["call_id", "agent_id"]], on="call_id").groupby("agent_id")
     for agent_id, g in by_agent:
         early = [docs[c] for c in g.loc[g["cohort"] == "early", "call_id"]]
         current = [docs[c] for c in g.loc[g["cohort"] == "current", "call_id"]]
-        for p in align.pair_calls(early, current, config.lexicon.jargon):
-            pair = PairRow(
+        pair_rows += [
+            PairRow(
                 f"{p.early_call_id}~{p.current_call_id}",
                 str(agent_id),
                 p.early_call_id,
@@ -232,8 +231,15 @@ def derive_tables(history: History, config: Config) -> dict[str, pd.DataFrame]:
                 p.topic,
                 p.similarity,
             )
-            pair_rows.append(pair)
-            aligned_rows += _aligned_rows(pair, utts, config)
+            for p in align.pair_calls(early, current, config.lexicon.jargon)
+        ]
+    # each paired call's utterances, grouped once (not filtered out of the history per pair)
+    paired = {c for p in pair_rows for c in (p.early_call_id, p.current_call_id)}
+    by_call = {
+        call_id: g.sort_values("utterance_id").set_index("utterance_id")
+        for call_id, g in utts[utts["call_id"].isin(paired)].groupby("call_id")
+    }
+    aligned_rows = [a for pair in pair_rows for a in _aligned_rows(pair, by_call, config)]
 
     metrics = history.metrics.merge(call_derived, on="call_id", how="left")
     return {
@@ -250,12 +256,10 @@ def derive_tables(history: History, config: Config) -> dict[str, pd.DataFrame]:
     }
 
 
-def _aligned_rows(pair: PairRow, utts: pd.DataFrame, config: Config) -> list[AlignedRow]:
-    def call_utts(call_id: str) -> pd.DataFrame:
-        rows = utts[utts["call_id"] == call_id]
-        return rows.sort_values("utterance_id").set_index("utterance_id")
-
-    early, current = call_utts(pair.early_call_id), call_utts(pair.current_call_id)
+def _aligned_rows(
+    pair: PairRow, by_call: Mapping[str, pd.DataFrame], config: Config
+) -> list[AlignedRow]:
+    early, current = by_call[pair.early_call_id], by_call[pair.current_call_id]
     backchannel = config.alignment.backchannel_max_chars
     e_turns = align.agent_turns([(i, r.speaker, r.text) for i, r in early.iterrows()], backchannel)
     c_turns = align.agent_turns(

@@ -5,6 +5,8 @@ import sys
 
 import pytest
 
+from tests.conftest import ROOT
+
 CLI = [sys.executable, "-m", "callreview.cli"]
 
 
@@ -88,3 +90,34 @@ def test_run_refuses_a_whole_run_problem_in_one_line_with_exit_2(
     assert out.returncode == 2 and message in out.stderr, out.stderr
     assert "Traceback" not in out.stderr + out.stdout
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_config_shows_each_layer_and_refuses_an_unknown_key_in_one_line(tmp_path):
+    """`callreview config` prints the settings in force: the defaults, then a settings file, then
+    CALLREVIEW_* variables; a key the settings do not have is refused, naming key and file."""
+    import os
+
+    settings = tmp_path / "callreview.toml"
+    settings.write_text('[run]\nworkers = 3\ndask_address = "tcp://10.0.0.5:8786"\n', "utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLREVIEW_")}
+    env.update(CALLREVIEW_RUN__SETTLE_S="5", COLUMNS="200")
+    out = subprocess.run(
+        [*CLI, "config"], capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env
+    )
+    assert out.returncode == 0, out.stderr
+    lines = [line.strip() for line in out.stdout.splitlines()]
+    assert (
+        lines[0] == f"read from: {ROOT / 'pipeline' / 'data' / 'callreview.toml'}, "
+        f"{settings}, environment"
+    )
+    assert "workers = 3" in lines and "settle_s = 5.0" in lines and "chunk_calls = 16" in lines
+    assert "dask_address = tcp://10.0.0.5:8786" in lines and "dask_workers = 0" in lines
+
+    settings.write_text("[run]\nworkrs = 3\n", "utf-8")
+    bad = subprocess.run(
+        [*CLI, "config"], capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env
+    )
+    assert bad.returncode == 1  # other commands than `run` exit 1 on a bad settings file
+    message = " ".join((bad.stdout + bad.stderr).split())
+    assert "unknown key 'workrs' in [run]" in message and str(settings) in message
+    assert "Traceback" not in message
