@@ -190,12 +190,18 @@ def _review(
                     wall,
                     rate,
                 )
-        summary.n_remasked = remask_stored(con, config)
-        if force or summary.n_remasked or not store.derived_is_current(con, settings):
-            derived = derive_tables_task(store.load_history(con), config)
-            store.replace_derived(con, derived)
+        remasked = remask_stored(con, config)
+        summary.n_remasked = len(remasked)
+        # Every derived figure of an agent comes from that agent's calls alone: recompute the
+        # agents this run (or a crashed one) changed; all of them after a settings change.
+        agents = None if force else store.changed_agents(con, settings)
+        if agents is not None and remasked:
+            agents = sorted({*agents, *store.agents_of(con, remasked)})
+        if agents is None or agents:
+            derived = derive_tables_task(store.load_history(con, agents), config)
+            store.replace_derived(con, derived, agents)
             summary.derived_rows = {t: len(f) for t, f in derived.items()}
-        # else: no call changed, so the derived tables computed from them stand as they are
+        summary.derived_agents = agents
         store.finish_run(
             con,
             run_id,
@@ -219,10 +225,12 @@ def _review(
     return summary
 
 
-def remask_stored(con: duckdb.DuckDBPyConnection, config: Config, batch_calls: int = 500) -> int:
+def remask_stored(
+    con: duckdb.DuckDBPyConnection, config: Config, batch_calls: int = 500
+) -> list[str]:
     """Text stored under older PII rules, masked again under today's (docs/CONTRACTS.md, "When
-    the masking rules change"), a batch of calls at a time: how many calls were re-masked."""
-    n = 0
+    the masking rules change"), a batch of calls at a time: the calls re-masked."""
+    done: list[str] = []
     while stale := store.stale_masked(con, MASKER_VERSION, limit=batch_calls):
         changed, spans = [], []
         for utterances in stale.values():
@@ -230,8 +238,8 @@ def remask_stored(con: duckdb.DuckDBPyConnection, config: Config, batch_calls: i
             changed += text
             spans += found
         store.save_remasked(con, MASKER_VERSION, list(stale), changed, spans)
-        n += len(stale)
-    return n
+        done += stale
+    return done
 
 
 @flow(name="review_calls", log_prints=True)

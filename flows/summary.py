@@ -24,6 +24,7 @@ class RunSummary:
     n_hashed: int = 0  # stored calls whose file had to be read (size or mtime changed)
     n_remasked: int = 0  # stored calls whose text was masked again under new PII rules
     derived_rows: dict[str, int] = field(default_factory=dict)
+    derived_agents: list[str] | None = None  # agents whose derived rows were recomputed; None: all
     top_drift: pd.DataFrame | None = None
     seconds: float = 0.0
     audio_s: float = 0.0  # audio reviewed in this run (processed calls)
@@ -60,6 +61,12 @@ def _cell(value: object) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
+def _scope(agents: list[str] | None) -> str:
+    if agents is None:
+        return "every agent"
+    return f"{len(agents)} agent(s)" if agents else "no agent (no call changed)"
+
+
 def summary_markdown(summary: RunSummary) -> str:
     """The run's Prefect artifact: counts, failures with reasons, throughput, top drift,
     where the database and the reports are."""
@@ -78,6 +85,7 @@ def summary_markdown(summary: RunSummary) -> str:
         f"| audio reviewed | {hours:.2f} h in {summary.seconds:.0f} s ({speed:.0f}x realtime) |",
         f"| stored files re-read to check them | {summary.n_hashed} |",
         f"| stored calls masked again under new PII rules | {summary.n_remasked} |",
+        f"| derived tables recomputed for | {_scope(summary.derived_agents)} |",
         f"| database | `{summary.db}` |",
     ]
     if summary.reports:

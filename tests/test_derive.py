@@ -134,3 +134,40 @@ def test_drift_means_deltas_and_effect_size():
         2,
     )
     assert d.effect_size == pytest.approx(60 / np.sqrt(50))
+
+
+def test_one_agents_derived_rows_recomputed_alone_equal_a_full_recompute(flow_run, tmp_path):
+    """A night recomputes only the agents it touched (store.changed_agents): on the real run's
+    database, A01's rows made stale and recomputed from A01's calls alone equal a recompute of
+    every agent, and the other agents' rows are left exactly as they were."""
+    import shutil
+
+    from pipeline import review, store
+
+    db = tmp_path / "copy.duckdb"
+    shutil.copy(flow_run[2], db)
+    config = default_config()
+    con = store.connect(db)
+    try:
+        full = review.derive_tables(store.load_history(con), config)
+        store.replace_derived(con, full)
+        before = {t: _rows(con, t) for t in store.DERIVED_TABLES}
+        con.execute("UPDATE agent_drift SET delta = 99 WHERE agent_id = 'A01'")
+        con.execute("DELETE FROM aligned_utterances WHERE agent_id = 'A01'")
+        con.execute(
+            "UPDATE call_derived SET agitation = 99 WHERE call_id IN "
+            "(SELECT call_id FROM call_log WHERE agent_id = 'A01')"
+        )
+        part = review.derive_tables(store.load_history(con, ["A01"]), config)
+        assert set(part["call_pairs"]["agent_id"]) == {"A01"}
+        store.replace_derived(con, part, ["A01"])
+        after = {t: _rows(con, t) for t in store.DERIVED_TABLES}
+    finally:
+        con.close()
+    for table in store.DERIVED_TABLES:
+        pd.testing.assert_frame_equal(after[table], before[table], rtol=1e-9, obj=table)
+
+
+def _rows(con, table: str) -> pd.DataFrame:  # noqa: ANN001
+    frame = con.execute(f"SELECT * FROM {table} ORDER BY ALL").df()
+    return frame.reset_index(drop=True)

@@ -22,7 +22,8 @@ from pipeline.store.db import (
 )
 from pipeline.store.history import (
     History,
-    derived_is_current,
+    agents_of,
+    changed_agents,
     done_calls,
     load_history,
     top_drift,
@@ -50,7 +51,8 @@ __all__ = [
     "History",
     "StoreLockedError",
     "connect",
-    "derived_is_current",
+    "agents_of",
+    "changed_agents",
     "done_calls",
     "finish_run",
     "load_history",

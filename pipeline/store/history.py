@@ -3,6 +3,7 @@ recomputed from, and the drift summary printed at the end of a run."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import duckdb
@@ -13,7 +14,7 @@ from pipeline.intake import FileLook, StoredFile
 
 @dataclass(frozen=True)
 class History:
-    """The ok calls of the whole database, as the derive stage needs them."""
+    """The ok calls (of every agent, or of some), as the derive stage needs them."""
 
     calls: pd.DataFrame  # call_id, agent_id, recorded_at, agent_hired_at, topic
     utterances: pd.DataFrame  # utterance_log columns + agent_id
@@ -31,19 +32,28 @@ def done_calls(con: duckdb.DuckDBPyConnection) -> dict[str, StoredFile]:
     }
 
 
-def load_history(con: duckdb.DuckDBPyConnection) -> History:
+def load_history(con: duckdb.DuckDBPyConnection, agents: Sequence[str] | None = None) -> History:
+    """The ok calls of every agent, or of `agents` only: every derived figure of an agent comes
+    from that agent's own calls, so a night recomputes only the agents it touched."""
+    where, params = "l.status = 'ok'", []
+    if agents is not None:
+        where += " AND l.agent_id IN (SELECT unnest(?::VARCHAR[]))"
+        params = [list(agents)]
     return History(
-        calls=con.sql(
+        calls=con.execute(
             "SELECT call_id, agent_id, recorded_at, agent_hired_at, topic "
-            "FROM call_log WHERE status = 'ok'"
+            f"FROM call_log l WHERE {where}",
+            params,
         ).df(),
-        utterances=con.sql(
+        utterances=con.execute(
             "SELECT u.*, l.agent_id FROM utterance_log u "
-            "JOIN call_log l USING (call_id) WHERE l.status = 'ok'"
+            f"JOIN call_log l USING (call_id) WHERE {where}",
+            params,
         ).df(),
-        metrics=con.sql(
+        metrics=con.execute(
             "SELECT f.*, l.agent_id FROM call_figures f "
-            "JOIN call_log l USING (call_id) WHERE l.status = 'ok'"
+            f"JOIN call_log l USING (call_id) WHERE {where}",
+            params,
         ).df(),
     )
 
@@ -64,20 +74,47 @@ def top_drift(con: duckdb.DuckDBPyConnection, limit: int = 5) -> pd.DataFrame:
     ).df()
 
 
-def derived_is_current(con: duckdb.DuckDBPyConnection, settings_sha256: str) -> bool:
-    """Whether the derived tables already reflect every stored call under these settings: the
-    last finished run used the same settings and no call was stored after it finished (a run
-    that crashed after storing calls leaves them newer). A night with no new call then skips
-    recomputing cohorts, agitation, pairs, alignment and drift."""
+def changed_agents(con: duckdb.DuckDBPyConnection, settings_sha256: str) -> list[str] | None:
+    """The agents whose derived tables no longer reflect their calls: those with a call stored
+    after the last finished run (a run that crashed after storing calls leaves them newer), or
+    whose pairs name such a call (a call that moved to another agent). None when every agent's
+    must be recomputed: no finished run yet, or it used other settings. [] when nothing
+    changed: a night with no new call recomputes nothing."""
     rows = con.execute(
         """
-        SELECT r.settings_sha256, r.finished_at,
-               (SELECT max(processed_at) FROM call_log WHERE status = 'ok')
+        SELECT r.settings_sha256, r.finished_at
         FROM runs r
         WHERE r.status IN ('ok', 'ok_with_failures') AND r.finished_at IS NOT NULL
         ORDER BY r.finished_at DESC LIMIT 1"""
     ).fetchall()  # fetchone() would leave DuckDB 2.0's result open on the connection
-    if not rows:
-        return False
-    sha, finished_at, last_call = rows[0]
-    return sha == settings_sha256 and (last_call is None or last_call <= finished_at)
+    if not rows or rows[0][0] != settings_sha256:
+        return None
+    return agents_of_calls_after(con, rows[0][1])
+
+
+def agents_of_calls_after(con: duckdb.DuckDBPyConnection, when: object) -> list[str]:
+    return [
+        r[0]
+        for r in con.execute(
+            """
+            WITH changed AS (SELECT call_id, agent_id FROM call_log WHERE processed_at > ?)
+            SELECT agent_id FROM changed WHERE agent_id IS NOT NULL
+            UNION
+            SELECT p.agent_id FROM call_pairs p JOIN changed c
+              ON c.call_id IN (p.early_call_id, p.current_call_id)
+            ORDER BY 1""",
+            [when],
+        ).fetchall()
+    ]
+
+
+def agents_of(con: duckdb.DuckDBPyConnection, call_ids: Sequence[str]) -> list[str]:
+    """The agents of these calls."""
+    return [
+        r[0]
+        for r in con.execute(
+            "SELECT DISTINCT agent_id FROM call_log "
+            "WHERE call_id IN (SELECT unnest(?::VARCHAR[])) AND agent_id IS NOT NULL ORDER BY 1",
+            [list(call_ids)],
+        ).fetchall()
+    ]

@@ -15,7 +15,7 @@ from pipeline.redact import MASKER_VERSION
 from pipeline.rows import CallRow, FailureRow, RunRow
 from pipeline.speakers.options import VoicePrint
 from pipeline.store.db import replace_table, to_json, transaction, write_frame
-from pipeline.store.schema import DERIVED_TABLES
+from pipeline.store.schema import DERIVED_TABLES, TABLE
 from pipeline.store.voices import write_attributions, write_voice_prints
 
 
@@ -241,11 +241,27 @@ def _write_failures(
         write_frame(con, "call_log", pd.DataFrame(keep), replace_key="call_id")
 
 
-def replace_derived(con: duckdb.DuckDBPyConnection, frames: dict[str, pd.DataFrame]) -> None:
-    """Swap in freshly computed derived tables, all in one transaction."""
+def replace_derived(
+    con: duckdb.DuckDBPyConnection,
+    frames: dict[str, pd.DataFrame],
+    agents: Sequence[str] | None = None,
+) -> None:
+    """Swap in freshly computed derived tables, all in one transaction: whole, or only the rows
+    of `agents` (their calls' rows and their own), the other agents' left as they are."""
     unknown = set(frames) - set(DERIVED_TABLES)
     if unknown:
         raise ValueError(f"not derived tables: {sorted(unknown)}")
     with transaction(con):
         for table, frame in frames.items():
-            replace_table(con, table, frame)
+            if agents is None:
+                replace_table(con, table, frame)
+                continue
+            columns = {name for name, _ in TABLE[table].columns()}
+            mine = (
+                "agent_id IN (SELECT unnest($1::VARCHAR[]))"
+                if "agent_id" in columns
+                else "call_id IN (SELECT call_id FROM call_log "
+                "WHERE agent_id IN (SELECT unnest($1::VARCHAR[])))"
+            )
+            con.execute(f"DELETE FROM {table} WHERE {mine}", [list(agents)])
+            write_frame(con, table, frame)
