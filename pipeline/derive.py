@@ -195,34 +195,30 @@ def customer_agitation(utts: pd.DataFrame, spec: AgitationSpec, opening: int = 3
 
 def call_agitation(utts: pd.DataFrame, spec: AgitationSpec) -> pd.DataFrame:
     """Per call: duration-weighted mean agitation of agent utterances, share flagged high,
-    and the call's agent pitch relative to baseline."""
-    rows = []
-    for call_id, g in utts.groupby("call_id"):
-        g = g[g["agitation"].notna()]
-        if g.empty:
-            rows.append(
-                {
-                    "call_id": call_id,
-                    "agitation": np.nan,
-                    "agitation_high_share": np.nan,
-                    "agent_pitch_vs_baseline_st": np.nan,
-                }
-            )
-            continue
-        w = (g["end_s"] - g["start_s"]).clip(lower=0.1)
-        rows.append(
-            {
-                "call_id": call_id,
-                "agitation": float(np.average(g["agitation"], weights=w)),
-                "agitation_high_share": float(w[g["agitation"] > spec.high].sum() / w.sum()),
-                "agent_pitch_vs_baseline_st": float(
-                    np.average(g["pitch_vs_baseline_st"].fillna(0), weights=w)
-                ),
-            }
-        )
-    return pd.DataFrame(
-        rows, columns=["call_id", "agitation", "agitation_high_share", "agent_pitch_vs_baseline_st"]
+    and the call's agent pitch relative to baseline (grouped over all calls at once)."""
+    columns = ["call_id", "agitation", "agitation_high_share", "agent_pitch_vs_baseline_st"]
+    calls = pd.Index(utts["call_id"].unique(), name="call_id")
+    g = utts[utts["agitation"].notna()]
+    w = (g["end_s"] - g["start_s"]).clip(lower=0.1)
+    parts = pd.DataFrame(
+        {
+            "call_id": g["call_id"],
+            "w": w,
+            "aw": g["agitation"] * w,
+            "hw": w.where(g["agitation"] > spec.high, 0.0),
+            "pw": g["pitch_vs_baseline_st"].fillna(0) * w,
+        }
     )
+    sums = parts.groupby("call_id").sum().reindex(calls)  # a call with no agitation: NaN
+    out = pd.DataFrame(
+        {
+            "agitation": sums["aw"] / sums["w"],
+            "agitation_high_share": sums["hw"] / sums["w"],
+            "agent_pitch_vs_baseline_st": sums["pw"] / sums["w"],
+        },
+        index=calls,
+    )
+    return out.reset_index()[columns].sort_values("call_id").reset_index(drop=True)
 
 
 def agent_drift(metrics: pd.DataFrame, metric_columns: list[str]) -> pd.DataFrame:
