@@ -8,10 +8,11 @@ import time
 from collections.abc import Container, Iterator, Mapping
 from dataclasses import dataclass, field
 
+import dask
 from prefect.futures import PrefectFuture
 from prefect.task_runners import TaskRunner
 
-from flows.cluster import annotate, gpu_annotations, on_cluster
+from flows.cluster import gpu_annotations, on_cluster
 from flows.tasks import (
     Skipped,
     Unsettled,
@@ -60,7 +61,7 @@ def _transcribe_state(prepared: list[PreparedCall], config: Config, runner: Task
     worker (a GPU worker when the cluster has one)."""
     if not on_cluster(runner):
         return transcribe_chunk_task(prepared, config, return_state=True)
-    with annotate(gpu_annotations(runner)):
+    with dask.annotate(**gpu_annotations(runner)):
         future = runner.submit(transcribe_chunk_task, {"prepared": prepared, "config": config})
     future.wait()
     return future.state

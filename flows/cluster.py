@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import dask
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from prefect_dask import DaskTaskRunner
 
@@ -92,16 +91,9 @@ def check_cluster(runner: DaskTaskRunner, config: Config) -> None:
         )
 
 
-def gpu_annotations(runner: TaskRunner) -> dict[str, Any]:
+def gpu_annotations(runner: DaskTaskRunner) -> dict[str, Any]:
     """The Dask annotation transcription tasks carry: GPU=1 when some worker has a GPU."""
-    if not on_cluster(runner):
-        return {}
     workers = runner.client.scheduler_info(n_workers=-1)["workers"].values()
     return (
         {"resources": {"GPU": 1}} if any("GPU" in w.get("resources", {}) for w in workers) else {}
     )
-
-
-def annotate(annotations: dict[str, Any]) -> Any:
-    """A context in which submitted Dask tasks carry `annotations` (nothing when empty)."""
-    return dask.annotate(**annotations)

@@ -351,13 +351,18 @@ def _neighbours(
     return head, tail
 
 
+def _id_with_check_x(blanked: str, start: int, end: int, digits: str) -> list[Span]:
+    """An ID whose 17 digits are followed by its check character X: the span, or []."""
+    check_x = _ID_CHECK_X.match(blanked, end)
+    return [Span("id", start, check_x.end())] if len(digits) == 17 and check_x else []
+
+
 def judge_run(blanked: str, start: int, end: int, options: RedactOptions) -> list[Span]:
     """The spans to mask in the digit run blanked[start:end]: none when it stays readable."""
     positions = [i for i in range(start, end) if blanked[i] in DIGIT_VALUE]
     digits = "".join(DIGIT_VALUE[blanked[i]] for i in positions)
-    check_x = _ID_CHECK_X.match(blanked, end)
-    if len(digits) == 17 and check_x:
-        return [Span("id", start, check_x.end())]
+    if found := _id_with_check_x(blanked, start, end, digits):
+        return found
 
     hint = _hint(blanked, start)
     head, tail = _neighbours(blanked, positions, digits, hint, options)
@@ -365,9 +370,8 @@ def judge_run(blanked: str, start: int, end: int, options: RedactOptions) -> lis
         positions = positions[head : len(positions) - tail]
         digits = digits[head : len(digits) - tail]
         start, end = positions[0], positions[-1] + 1
-        check_x = _ID_CHECK_X.match(blanked, end)
-        if len(digits) == 17 and check_x:
-            return [Span("id", start, check_x.end())]
+        if found := _id_with_check_x(blanked, start, end, digits):
+            return found
 
     kind = _kind(digits, hint, options)
     is_value = (_value_before(blanked, start) or _value_after(blanked, end)) and _plausible_value(

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -42,6 +41,9 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from bench_nightly import cpu_model  # noqa: E402  (the CPU model, from lscpu)
 
 from pipeline import review, store  # noqa: E402
 from pipeline.config import default_config  # noqa: E402
@@ -73,14 +75,6 @@ QUERIES = {
         SELECT agent_id, count(*) AS hits FROM utterance_log JOIN call_log USING (call_id)
         WHERE text LIKE '%已经说得很明白%' GROUP BY ALL ORDER BY hits DESC""",
 }
-
-
-def cpu_model() -> str:
-    out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    for line in out.splitlines():
-        if line.startswith("Model name:"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def peak_rss_mb() -> float:

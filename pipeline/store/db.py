@@ -81,6 +81,21 @@ def write_frame(
         con.unregister("_frame")
 
 
+def update_from_frame(
+    con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame, key: tuple[str, ...]
+) -> None:
+    """Set the frame's other columns on the table's rows whose `key` columns match a frame row."""
+    if frame.empty:
+        return
+    assignments = ", ".join(f"{c} = f.{c}" for c in frame.columns if c not in key)
+    match = " AND ".join(f"{table}.{c} = f.{c}" for c in key)
+    con.register("_frame", frame)
+    try:
+        con.execute(f"UPDATE {table} SET {assignments} FROM _frame f WHERE {match}")
+    finally:
+        con.unregister("_frame")
+
+
 def replace_table(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> None:
     con.execute(f"DELETE FROM {table}")
     write_frame(con, table, frame)

@@ -13,7 +13,7 @@ import pandas as pd
 
 from pipeline.records import Utterance
 from pipeline.rows import PiiSpan
-from pipeline.store.db import transaction
+from pipeline.store.db import transaction, update_from_frame
 
 
 def stale_masked(
@@ -50,19 +50,11 @@ def save_remasked(
     spans stored before; where one starts at the same character it widens that one), and the
     calls' new version."""
     with transaction(con):
-        if changed:
-            frame = pd.DataFrame(
-                [(u.call_id, u.utterance_id, u.text) for u in changed],
-                columns=["call_id", "utterance_id", "text"],
-            )
-            con.register("_remasked", frame)
-            try:
-                con.execute(
-                    "UPDATE utterance_log u SET text = r.text FROM _remasked r "
-                    "WHERE u.call_id = r.call_id AND u.utterance_id = r.utterance_id"
-                )
-            finally:
-                con.unregister("_remasked")
+        frame = pd.DataFrame(
+            [(u.call_id, u.utterance_id, u.text) for u in changed],
+            columns=["call_id", "utterance_id", "text"],
+        )
+        update_from_frame(con, "utterance_log", frame, ("call_id", "utterance_id"))
         if spans:
             con.register("_spans", pd.DataFrame([asdict(s) for s in spans]))
             try:

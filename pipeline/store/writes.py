@@ -14,7 +14,13 @@ from pipeline.records import CallInput, CallResult, Failure, KnownFields
 from pipeline.redact import MASKER_VERSION
 from pipeline.rows import CallRow, FailureRow, RunRow
 from pipeline.speakers.options import VoicePrint
-from pipeline.store.db import replace_table, to_json, transaction, write_frame
+from pipeline.store.db import (
+    replace_table,
+    to_json,
+    transaction,
+    update_from_frame,
+    write_frame,
+)
 from pipeline.store.schema import DERIVED_TABLES, TABLE
 from pipeline.store.voices import write_attributions, write_voice_prints
 
@@ -170,20 +176,11 @@ def save_chunk(
 def update_looks(con: duckdb.DuckDBPyConnection, looks: Mapping[str, FileLook]) -> None:
     """Record the size and mtime of stored calls found unchanged by their hash (a file touched
     or copied again): the next run skips them without reading them."""
-    if not looks:
-        return
     frame = pd.DataFrame(
         [(c, k.size, k.mtime_ns) for c, k in looks.items()],
         columns=["call_id", "file_size", "file_mtime_ns"],
     )
-    con.register("_looks", frame)
-    try:
-        con.execute(
-            "UPDATE call_log SET file_size = l.file_size, file_mtime_ns = l.file_mtime_ns "
-            "FROM _looks l WHERE call_log.call_id = l.call_id"
-        )
-    finally:
-        con.unregister("_looks")
+    update_from_frame(con, "call_log", frame, ("call_id",))
 
 
 # What makes two failures the same one: a re-run that meets it again updates its row.
