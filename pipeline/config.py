@@ -49,6 +49,7 @@ class RunSettings:
     reports_dir: Path | None = None  # None: no team site; a folder: `report --all` after each run
     dask_address: str | None = None  # tcp://host:8786: the tasks run there (flows/cluster.py)
     dask_workers: Annotated[int, Field(ge=0)] = 0  # > 0: a local cluster of this many processes
+    reprocess_per_run: Annotated[int, Field(ge=0)] = 100  # older-pipeline calls redone a run
 
 
 @dataclass(config=_STRICT)
@@ -85,6 +86,8 @@ class AsrOptions:
     logprob_min: float
     compression_ratio_max: float
     fallback_temperatures: tuple[float, ...]
+    beam_size: int = 1  # second pass for windows whose greedy text is weak (1: none)
+    beam_logprob: float = -0.5  # weak: greedy average log-probability below this
     compute: Literal["auto", "fp32", "bf16", "int8", "fp16"] = "auto"  # pipeline/asr/decode.py
     hallucinations: tuple[str, ...] = ()  # filled from [lexicon] hallucinations
     redaction: RedactOptions = DEFAULT_REDACTION  # PII masking (pipeline/redact.py documents it)
@@ -364,9 +367,7 @@ def load_config(
     run["db"] = str(cwd / run["db"]) if not Path(run["db"]).is_absolute() else run["db"]
     for key in ("model", "device", "reports_dir", "dask_address"):
         run[key] = run[key] or None
-    merged["schedule"] = {
-        k: v or None if k == "timezone" else v for k, v in merged["schedule"].items()
-    }
+    merged["schedule"]["timezone"] = merged["schedule"]["timezone"] or None
     lex = merged.pop("lexicon")
     prosody, agitation = load_agitation(Path(merged.pop("agitation")["file"]))
     try:

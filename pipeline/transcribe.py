@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+import numpy as np
 import whisper
 
-from pipeline.asr.decode import AsrRuntime, decode_batch, make_runtime
+from pipeline.asr.decode import AsrRuntime, Decoded, decode_batch, make_runtime
 from pipeline.audio import SAMPLE_RATE
 from pipeline.config import AsrOptions
 from pipeline.records import CallAudio, Coverage, Segment, Transcript, Utterance
@@ -46,6 +47,39 @@ def as_runtime(model: AsrModel) -> AsrRuntime:
     return model if isinstance(model, AsrRuntime) else make_runtime(model, "fp32")
 
 
+def weak(result: Decoded, options: AsrOptions) -> bool:
+    """Greedy decoding's own signals say its text may be wrong: a low average log-probability
+    or a repetitive text, on a window that is not silence (Whisper's no-speech rule)."""
+    silent = (
+        result.no_speech_prob > options.no_speech_max and result.avg_logprob < options.logprob_min
+    )
+    return not silent and (
+        result.avg_logprob < options.beam_logprob
+        or result.compression_ratio > options.compression_ratio_max
+    )
+
+
+def second_pass(
+    runtime: AsrRuntime, audio: list[np.ndarray], first: list[Decoded], options: AsrOptions
+) -> list[Decoded]:
+    """Confidence-driven decoding: the windows whose greedy result is weak are decoded again,
+    together, with beam search (and the hotword prompt); the beam's text replaces the greedy
+    one where it scores higher (average log-probability) without looping. Windows whose greedy
+    result is confident keep it, so beam accuracy costs a fraction of beam time."""
+    redo = [i for i, r in enumerate(first) if weak(r, options)]
+    if options.beam_size <= 1 or not redo:
+        return first
+    again = decode_batch(runtime, [audio[i] for i in redo], 0.0, options.beam_size, options.prompt)
+    out = list(first)
+    for i, beam in zip(redo, again, strict=True):
+        if beam.compression_ratio <= options.compression_ratio_max and (
+            beam.avg_logprob >= first[i].avg_logprob
+            or first[i].compression_ratio > options.compression_ratio_max
+        ):
+            out[i] = beam
+    return out
+
+
 def decode_pass(model: AsrModel, windows: list[Window], options: AsrOptions) -> list[WindowText]:
     """Decode windows in batches; re-decode a window at rising temperature when it loops."""
     if not windows:
@@ -55,6 +89,7 @@ def decode_pass(model: AsrModel, windows: list[Window], options: AsrOptions) -> 
     for i in range(0, len(windows), options.batch_size):
         batch = windows[i : i + options.batch_size]
         results = decode_batch(runtime, [w.audio for w in batch], 0.0)
+        results = second_pass(runtime, [w.audio for w in batch], results, options)
         for window, result in zip(batch, results, strict=True):
             for temperature in options.fallback_temperatures:
                 if result.compression_ratio <= options.compression_ratio_max:

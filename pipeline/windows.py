@@ -1,9 +1,9 @@
-"""Packing each speaker's speech into Whisper windows, and mapping timed text back onto it.
+"""Packing speech into Whisper windows, and mapping timed text back onto it.
 
 Whisper's encoder always looks at 30 s, so decoding each short turn alone would spend most of
-the encoder on padding. Instead each speaker's consecutive segments are concatenated, in order,
-into windows of up to 30 s with a short silence between them; Whisper's timestamped text is then
-given back to the segments it overlaps. `pipeline/transcribe.py` decodes the windows.
+the encoder on padding. Instead each speaker's consecutive segments (a mono call: all its
+speech, in time order) are concatenated into windows of up to 30 s with a short silence between
+them; Whisper's timestamped text is then given back to the segments it overlaps. `pipeline/transcribe.py` decodes the windows.
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ from whisper.tokenizer import Tokenizer
 
 from pipeline.audio import SAMPLE_RATE
 from pipeline.config import AsrOptions
-from pipeline.records import CallAudio, Segment
+from pipeline.records import CallAudio, Segment, Speaker
 from pipeline.text import is_hallucination
 
 TimedText = tuple[float, float, str]  # (start_s, end_s) within a window, and the text
+TOUCH_S = 0.02  # segments closer than this are one stretch of speech (voice turns are 10 ms frames)
 
 
 @dataclass(frozen=True)
@@ -72,34 +73,71 @@ def onset_lead(seg: Segment, heard: list[Segment], pad_s: float) -> float:
     return max(0.0, min(pad_s, lead))
 
 
+def touching_groups(segments: list[Segment], max_s: float) -> list[list[Segment]]:
+    """Segments in time order, those that touch (one voice handing over to the other inside
+    one stretch of speech) grouped, each group at most `max_s` long."""
+    groups: list[list[Segment]] = []
+    for seg in sorted(segments, key=lambda s: s.start_s):
+        last = groups[-1] if groups else None
+        if (
+            last is not None
+            and seg.start_s - last[-1].end_s <= TOUCH_S
+            and seg.end_s - last[0].start_s <= max_s
+        ):
+            last.append(seg)
+        else:
+            groups.append([seg])
+    return groups
+
+
 def pack_windows(
     call_id: str, audio: CallAudio, segments: list[Segment], options: AsrOptions
 ) -> list[Window]:
-    """Concatenate each speaker's segments, in order, into windows of at most `window_s`."""
+    """Stereo: concatenate each speaker's segments, in order, into windows of at most
+    `window_s`. Mono: the whole track's speech in time order, whoever speaks, so the words do
+    not depend on the voice split (as WhisperX transcribes before it assigns speakers); each
+    voice turn stays a piece of its own, so the text is given back to the voice it lies in."""
+    if audio.is_mono:
+        groups = touching_groups(segments, options.window_s - options.onset_s)
+        return _pack(call_id, audio, "agent", groups, options)
+    windows: list[Window] = []
+    for speaker in ("agent", "customer"):
+        own = [[s] for s in segments if s.speaker == speaker]
+        windows += _pack(call_id, audio, speaker, own, options)
+    return windows
+
+
+def _pack(
+    call_id: str,
+    audio: CallAudio,
+    track: Speaker,
+    groups: list[list[Segment]],
+    options: AsrOptions,
+) -> list[Window]:
+    """Groups of touching segments, in order, as one clip each, into windows of `window_s`."""
     windows: list[Window] = []
     gap = np.zeros(int(options.gap_s * SAMPLE_RATE), dtype=np.float32)
-    for speaker in ("agent", "customer"):
-        own = [s for s in segments if s.speaker == speaker]
-        heard = segments if audio.is_mono else own
-        clips: list[np.ndarray] = []
-        pieces: list[Piece] = []
-        used = 0.0
-        for seg in own:
-            lead = onset_lead(seg, heard, options.onset_s)
-            clip = audio.clip(speaker, seg.start_s - lead, seg.end_s)
-            clip = clip[: int(options.window_s * SAMPLE_RATE)]
-            length = len(clip) / SAMPLE_RATE
-            if pieces and used + options.gap_s + length > options.window_s:
-                windows.append(Window(call_id, np.concatenate(clips), tuple(pieces)))
-                clips, pieces, used = [], [], 0.0
-            if pieces:
-                clips.append(gap)
-                used += options.gap_s
-            pieces.append(Piece(seg, used, lead))
-            clips.append(clip)
-            used += length
-        if pieces:
+    spans = [g[0] if len(g) == 1 else Segment(g[0].start_s, g[-1].end_s, track) for g in groups]
+    clips: list[np.ndarray] = []
+    pieces: list[Piece] = []
+    used = 0.0
+    for group, span in zip(groups, spans, strict=True):
+        lead = onset_lead(span, spans, options.onset_s)
+        clip = audio.clip(track, span.start_s - lead, span.end_s)
+        clip = clip[: int(options.window_s * SAMPLE_RATE)]
+        length = len(clip) / SAMPLE_RATE
+        if pieces and used + options.gap_s + length > options.window_s:
             windows.append(Window(call_id, np.concatenate(clips), tuple(pieces)))
+            clips, pieces, used = [], [], 0.0
+        if pieces:
+            clips.append(gap)
+            used += options.gap_s
+        pieces.append(Piece(group[0], used, lead))
+        pieces += [Piece(s, used + lead + s.start_s - span.start_s) for s in group[1:]]
+        clips.append(clip)
+        used += length
+    if pieces:
+        windows.append(Window(call_id, np.concatenate(clips), tuple(pieces)))
     return windows
 
 

@@ -242,6 +242,12 @@ SYSTEMS: dict[str, SystemInfo] = {
     ),
     # Not a transcriber: `callreview run` end to end (sample calls only; run_e2e_worker).
     "callreview-run": SystemInfo("callreview run, end to end, fresh database", 1, Callreview),
+    "callreview-run-mono": SystemInfo(
+        "callreview run, the eval clips as mono calls (stored text)", 1, Callreview
+    ),
+    "callreview-run-stereo": SystemInfo(
+        "callreview run, the eval clips as stereo calls (stored text)", 1, Callreview
+    ),
     "openai-transcribe": SystemInfo("openai-whisper transcribe()", 1, OpenaiTranscribe),
     "fw-int8": _faster_whisper("int8", 1, batched=False),
     "fw-fp32": _faster_whisper("float32", 1, batched=False),
@@ -449,43 +455,108 @@ def run_cli(folder: Path, db: Path, threads: int, **settings: str) -> tuple[floa
     )
     wall = time.perf_counter() - start
     if proc.returncode != 0:
-        raise RuntimeError(f"callreview run failed ({proc.returncode}): {proc.stdout[-2000:]}")
+        output = (proc.stdout + proc.stderr)[-2000:]
+        raise RuntimeError(f"callreview run failed ({proc.returncode}): {output}")
     return wall, children_peak_rss_mb(), proc.stdout
 
 
-def run_e2e_worker(plan: dict, result_file: Path, threads: int) -> None:
-    """`callreview run` end to end on the sample calls' folder, fresh database; its stored
-    transcripts are scored like every system's hypotheses."""
+def stored_texts(db: Path) -> tuple[dict[str, dict[str, str]], dict[str, float]]:
+    """A run's stored transcripts: per call, the text per speaker and, under "all", every
+    utterance in time order (what the eval clips' one reference is scored against); and each
+    call's duration."""
     import duckdb
 
-    calls = [CallPlan(**c) for c in plan["calls"] if c["domain"] == "sample_calls"]
-    if not calls:
-        raise SystemExit("callreview-run needs the sample calls")
-    folder = Path(calls[0].path).parent
-    ids = {c.call_id for c in calls}
+    con = duckdb.connect(str(db), read_only=True)
+    rows = con.execute(
+        "SELECT call_id, speaker, text FROM utterances ORDER BY call_id, start_s, utterance_id"
+    ).fetchall()
+    durations = dict(con.execute("SELECT call_id, duration_s FROM calls").fetchall())
+    con.close()
+    texts: dict[str, dict[str, str]] = {}
+    for call_id, speaker, text in rows:
+        call = texts.setdefault(call_id, {"agent": "", "customer": "", "all": ""})
+        call[speaker] += text
+        call["all"] += text
+    return texts, {k: float(v) for k, v in durations.items()}
+
+
+def write_eval_calls(calls: list[CallPlan], folder: Path, layout: str) -> None:
+    """The eval channels as recordings a call centre would hand over, with a manifest: `mono`
+    (the speech alone on one channel) or `agent_left` (the speech on the agent's channel, the
+    customer's channel an open line at the noise floor)."""
+    import soundfile as sf
+
+    folder.mkdir(parents=True)
+    rows = []
+    for n, call in enumerate(calls):
+        x = load_call_audio(call)["agent"]
+        if layout != "mono":
+            line = np.random.default_rng(call.seed + 1).normal(
+                0, db_to_amplitude(NOISE_DBFS), x.size
+            )
+            x = np.stack([x, line.astype(np.float32)], axis=1)
+        sf.write(folder / f"{call.call_id}.flac", x, SR)
+        day = 1 + n % 28
+        rows.append(
+            {
+                "path": f"{call.call_id}.flac",
+                "call_id": call.call_id,
+                "agent_id": f"EVAL-{call.domain}",
+                "recorded_at": f"2025-0{1 + n // 28}-{day:02d}T10:00:00",
+                "agent_hired_at": "2024-12-01",
+                "channels": layout,
+                "topic": "eval",
+            }
+        )
+    with (folder / "manifest.csv").open("w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def run_e2e_worker(system: str, plan: dict, result_file: Path, threads: int) -> None:
+    """`callreview run` end to end on a fresh database; its stored transcripts are scored like
+    every system's hypotheses. callreview-run: the sample calls' folder, per speaker.
+    callreview-run-mono / -stereo: the eval channels written as mono or stereo calls, scored on
+    all the stored text in time order (which voice it was given to is the attribution's
+    business, measured by scripts/eval_mono.py)."""
+    eval_layout = {"callreview-run-mono": "mono", "callreview-run-stereo": "agent_left"}
     with tempfile.TemporaryDirectory(prefix="callreview-e2e-") as tmp:
         work = Path(tmp) / "calls"
-        shutil.copytree(folder, work)
-        manifest = work / "manifest.csv"
-        with manifest.open(encoding="utf-8") as f:
-            rows = [r for r in csv.DictReader(f) if r["call_id"] in ids]
-        with manifest.open("w", encoding="utf-8", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        if system in eval_layout:
+            calls = [
+                CallPlan(**c) for c in plan["calls"] if c["domain"] in ("read", "customer_service")
+            ]
+            if not calls:
+                raise SystemExit(f"{system} needs the eval clips ({EVAL_DIR})")
+            write_eval_calls(calls, work, eval_layout[system])
+        else:
+            calls = [CallPlan(**c) for c in plan["calls"] if c["domain"] == "sample_calls"]
+            if not calls:
+                raise SystemExit("callreview-run needs the sample calls")
+            shutil.copytree(Path(calls[0].path).parent, work)
+            ids = {c.call_id for c in calls}
+            manifest = work / "manifest.csv"
+            with manifest.open(encoding="utf-8") as f:
+                rows = [r for r in csv.DictReader(f) if r["call_id"] in ids]
+            with manifest.open("w", encoding="utf-8", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(rows)
         db = Path(tmp) / "e2e.duckdb"
         wall, rss, _ = run_cli(work, db, threads)
-        con = duckdb.connect(str(db), read_only=True)
-        texts = con.execute(
-            "SELECT call_id, speaker, string_agg(text, '' ORDER BY utterance_id) "
-            "FROM utterances GROUP BY call_id, speaker"
-        ).fetchall()
-        durations = dict(con.execute("SELECT call_id, duration_s FROM calls").fetchall())
-        con.close()
-    hyps: dict[str, dict[str, str]] = {c.call_id: {"agent": "", "customer": ""} for c in calls}
-    for call_id, speaker, text in texts:
-        hyps[call_id][speaker] = text
-    audio = {c.call_id: 2 * float(durations[c.call_id]) for c in calls}  # channel-seconds
+        texts, durations = stored_texts(db)
+    empty = {"agent": "", "customer": "", "all": ""}
+    if system in eval_layout:
+        hyps = {c.call_id: {"agent": texts.get(c.call_id, empty)["all"]} for c in calls}
+        channels = 1 if system == "callreview-run-mono" else 2
+    else:
+        hyps = {
+            c.call_id: {s: texts.get(c.call_id, empty)[s] for s in ("agent", "customer")}
+            for c in calls
+        }
+        channels = 2
+    audio = {c.call_id: channels * durations[c.call_id] for c in calls}  # channel-seconds
     total = sum(audio.values())
     results = [
         CallResult(
@@ -498,7 +569,7 @@ def run_e2e_worker(plan: dict, result_file: Path, threads: int) -> None:
         for c in calls
     ]
     result = WorkerResult(
-        system="callreview-run",
+        system=system,
         threads=threads,
         load_s=0.0,  # inside the wall time, like everything else a run does
         warmup_s=0.0,
@@ -515,8 +586,8 @@ def run_e2e_worker(plan: dict, result_file: Path, threads: int) -> None:
 
 def run_worker(system: str, plan_file: Path, result_file: Path, threads: int) -> None:
     plan = json.loads(plan_file.read_text(encoding="utf-8"))
-    if system == "callreview-run":
-        run_e2e_worker(plan, result_file, threads)
+    if system.startswith("callreview-run"):
+        run_e2e_worker(system, plan, result_file, threads)
         return
     calls = [CallPlan(**c) for c in plan["calls"]]
     transcriber = SYSTEMS[system].make(threads)
@@ -636,6 +707,33 @@ class DomainScore:
     ref_chars_numerals_ignored: int = 0
 
 
+def phrase_recall(calls: list[dict], references: dict[str, dict[str, str]]) -> dict | None:
+    """Of the phrase lists' terms in the sample calls' scripts (each speaker's own lists), the
+    share the transcript holds too: occurrences found (at most as many as scripted) / scripted.
+    Every text figure counts these phrases, so a missed term is a missed figure."""
+    from pipeline.config import default_config
+
+    lists = default_config().lexicon.phrases
+    found = scripted = 0
+    for call in calls:
+        if call["domain"] != "sample_calls":
+            continue
+        for speaker, hyp in call["hypotheses"].items():
+            ref = references[call["call_id"]].get(speaker, "")
+            for pl in lists:
+                if pl.speaker != speaker:
+                    continue
+                for phrase in pl.phrases:
+                    n = ref.count(phrase)
+                    scripted += n
+                    found += min(n, hyp.count(phrase))
+    return (
+        {"found": found, "scripted": scripted, "recall": round(found / scripted, 4)}
+        if scripted
+        else None
+    )
+
+
 def score(worker: dict, calls: list[CallPlan]) -> dict:
     """Add CER per channel and per domain (errors / reference characters) to a worker result."""
     from pipeline.evaluation import cer, normalize_zh
@@ -667,7 +765,13 @@ def score(worker: dict, calls: list[CallPlan]) -> dict:
                 total.errors_numerals_ignored / total.ref_chars_numerals_ignored, 4
             )
     info = SYSTEMS[worker["system"]]
+    evals = [totals[d] for d in ("read", "customer_service") if totals[d].ref_chars]
+    pooled = (
+        round(sum(t.errors for t in evals) / sum(t.ref_chars for t in evals), 4) if evals else None
+    )
     return {
+        "cer_pooled_eval": pooled,
+        "phrase_recall": phrase_recall(worker["calls"], references),
         "system": worker["system"],
         "label": info.label,
         "beam": info.beam,
@@ -729,6 +833,8 @@ def markdown_table(rows: list[dict], failed: list[str]) -> str:
         "id",
         "beam",
         *DOMAIN_LABELS.values(),
+        "CER eval pooled",
+        "phrase recall sample calls",
         "RTF",
         "RTF sample calls",
         "load s",
@@ -747,6 +853,8 @@ def markdown_table(rows: list[dict], failed: list[str]) -> str:
             r["system"],
             str(r["beam"]),
             *cers,
+            f"{r['cer_pooled_eval']:.1%}" if r.get("cer_pooled_eval") is not None else "-",
+            f"{r['phrase_recall']['recall']:.1%}" if r.get("phrase_recall") else "-",
             f"{r['rtf']:.3f}",
             f"{r['rtf_by_domain']['sample_calls']:.3f}"
             if "sample_calls" in r["rtf_by_domain"]

@@ -53,6 +53,31 @@ def test_windows_hold_one_speaker_and_at_most_30_s():
     assert sum(len(w.pieces) for w in windows) == 30
 
 
+def test_a_mono_track_is_packed_in_time_order_whoever_speaks():
+    """Transcribe first, attribute after: a mono call's windows hold its speech in time order;
+    voice turns that touch (one stretch of speech the split cut in two) are one clip, with no
+    silence put between them, so the words Whisper hears do not depend on the split."""
+    n = int(40.0 * SAMPLE_RATE)
+    mix = np.random.default_rng(1).normal(0, 0.1, n).astype(np.float32)
+    audio = CallAudio(SAMPLE_RATE, 40.0, 8000, 1, "mono", "x", (mix,))
+    segs = [
+        Segment(1.0, 2.5, "agent"),
+        Segment(2.5, 4.0, "customer"),  # touches: the same stretch of speech
+        Segment(6.0, 8.0, "agent"),
+        Segment(12.0, 14.0, "customer"),
+    ]
+    windows = pack_windows("c", audio, segs, ASR)
+    (window,) = windows
+    assert [p.segment for p in window.pieces] == segs
+    first, second = window.pieces[:2]
+    assert second.speech[0] == pytest.approx(first.speech[1], abs=1e-3)  # no gap inside
+    a, b = first.span[0], second.span[1]
+    clip = window.audio[round(a * SAMPLE_RATE) : round(b * SAMPLE_RATE)]
+    start = round((1.0 - first.lead_s) * SAMPLE_RATE)
+    np.testing.assert_array_equal(clip, mix[start : start + len(clip)])
+    assert window.pieces[2].offset_s == pytest.approx(second.span[1] + ASR.gap_s, abs=1e-3)
+
+
 def test_onset_lead_stops_halfway_to_the_previous_voice_heard_on_the_track():
     a, b, c = Segment(0.05, 2.0, "agent"), Segment(2.1, 4.0, "agent"), Segment(9.0, 10.0, "agent")
     own = [a, b, c]

@@ -39,6 +39,8 @@ from torch import Tensor, nn
 from whisper.tokenizer import Tokenizer, get_tokenizer
 from whisper.utils import compression_ratio
 
+from pipeline.asr.search import whisper_decode
+
 COMPUTE_MODES = ("auto", "fp32", "bf16", "int8", "fp16")
 LANGUAGE = "zh"
 MAX_INITIAL_TIMESTAMP_S = 1.0
@@ -371,24 +373,25 @@ def _result(runtime: AsrRuntime, tokens: Tensor, sum_logprob: float, no_speech: 
 
 
 def decode_batch(
-    runtime: AsrRuntime, audio: Sequence[np.ndarray], temperature: float = 0.0
+    runtime: AsrRuntime,
+    audio: Sequence[np.ndarray],
+    temperature: float = 0.0,
+    beam_size: int = 1,
+    prompt: str = "",
 ) -> list[Decoded]:
     """Decode windows of 16 kHz float32 audio (each <= 30 s) together.
 
-    Temperature 0: the fast greedy decoder. Above 0 (the fallback for a looping window):
-    whisper.decode with best_of=5 on the runtime's audio features.
+    Temperature 0, beam 1, no prompt: the fast greedy decoder. Otherwise whisper.decode on the
+    runtime's audio features, batched: beam search of `beam_size` at temperature 0 (the second
+    pass for windows whose greedy signals are weak), best of 5 samples above 0 (the fallback
+    for a looping window); `prompt` is given as previous text (the hotwords).
     """
     if not audio:
         return []
     features = encode(runtime, log_mels(runtime, audio))
-    if temperature == 0:
+    if temperature == 0 and beam_size <= 1 and not prompt:
         return greedy(runtime, features)
-    fp16 = runtime.compute == "fp16"
-    options = whisper.DecodingOptions(
-        language=LANGUAGE, temperature=temperature, best_of=5, fp16=fp16
-    )
-    with torch.inference_mode():
-        results = whisper.decode(runtime.model, features, options)
+    results = whisper_decode(runtime.model, features, temperature, beam_size, prompt)
     return [
         Decoded(tuple(r.tokens), r.text, r.avg_logprob, r.no_speech_prob, r.compression_ratio)
         for r in results
