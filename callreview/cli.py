@@ -40,8 +40,7 @@ ConfigOption = Annotated[
 DbOption = Annotated[Path | None, typer.Option("--db", help="DuckDB file (default: [run] db).")]
 
 
-# `callreview run` exit status: 0 every input ok; 1 the run finished but some inputs failed (the
-# summary lists them); 2 the run could not be done at all (one error line), like a usage error.
+# `callreview run` exit status: 0 all ok; 1 some inputs failed (listed); 2 the run was not done.
 EXIT_INPUTS_FAILED = 1
 EXIT_RUN_FAILED = 2
 
@@ -95,6 +94,9 @@ def run(
     force: Annotated[
         bool, typer.Option(help="Re-process calls already stored with the same audio.")
     ] = False,
+    reprocess_older: Annotated[
+        bool, typer.Option(help="Transcribe again every stored call an older pipeline made.")
+    ] = False,
     batch_size: Annotated[
         int | None, typer.Option(help="Whisper windows decoded together.")
     ] = None,
@@ -142,6 +144,7 @@ def run(
             folder=str(folder.resolve()),
             config_file=str(config_file.resolve()) if config_file else None,
             force=force,
+            reprocess_older=reprocess_older,
             batch_size=batch_size,
             **options,
         )

@@ -64,6 +64,11 @@ def print_summary(console: Console, summary: RunSummary) -> None:
         console.print(f"  [yellow]left for the next run[/] call {call_id!r}: {escape(why)}")
     if summary.n_remasked:
         console.print(f"{summary.n_remasked} stored calls masked again under new PII rules")
+    if summary.n_reprocessed:
+        console.print(
+            f"{summary.n_reprocessed} stored calls transcribed again: an older transcription "
+            "made them"
+        )
     console.print(f"database: [bold]{escape(str(Path(summary.db).resolve()))}[/]")
     if summary.reports:
         console.print(f"team reports: [bold]{escape(summary.reports)}[/]")

@@ -53,9 +53,12 @@ from pipeline import asr, intake, review, store
 from pipeline.config import Config, find_config_file, load_config
 from pipeline.manifest import check_manifest, iter_manifest, manifest_path
 from pipeline.memory import release_freed_memory
+from pipeline.records import TRANSCRIPT_VERSION
 from pipeline.redact import MASKER_VERSION
 from pipeline.rows import RunRow
 from pipeline.transcribe import remask_utterances
+
+EVERY_STALE_CALL = 2**31 - 1  # --reprocess-older: no cap on the calls transcribed again
 
 
 def run_config(
@@ -133,6 +136,18 @@ def _review(
         )
         done = store.done_calls(con)
         stored = frozenset(done)
+        # Calls an older transcription made are transcribed again (a capped number a run), so
+        # a better transcriber does not show up as the agent's drift.
+        redo = frozenset(
+            store.stale_transcripts(
+                con,
+                str(Path(folder).resolve()),
+                TRANSCRIPT_VERSION,
+                model_version,
+                config.run.reprocess_per_run,
+            )
+        )
+        done = {k: v for k, v in done.items() if k not in redo}
         prints = store.load_voice_prints(con)
         columns = (
             TextColumn("{task.description}"),
@@ -167,6 +182,7 @@ def _review(
                 summary.failures += out.failures
                 summary.unsettled += out.unsettled
                 summary.processed += [r.call.call_id for r in out.results]
+                summary.n_reprocessed += sum(r.call.call_id in redo for r in out.results)
                 summary.n_ok += len(out.results)
                 summary.n_skipped += out.n_skipped
                 summary.n_hashed += out.n_hashed
@@ -255,13 +271,15 @@ def review_calls(
     batch_size: int | None = None,
     dask_address: str | None = None,
     dask_workers: int | None = None,
+    reprocess_older: bool = False,
 ) -> State:
     """Review the recordings in `folder` (its manifest.csv) into the DuckDB file `db`.
 
     Parameters are JSON values (a deployment's run validates them): `config_file` is a
     callreview.toml; `model`, `device`, `workers`, `chunk_calls`, `batch_size` override its
     settings when given; `dask_address` / `dask_workers` run the tasks on a Dask cluster
-    (flows/cluster.py). Final state: Completed (its message counts failed inputs, listed in
+    (flows/cluster.py); `reprocess_older` transcribes again every stored call an older
+    transcription made, not only [run] reprocess_per_run of them. Final state: Completed (its message counts failed inputs, listed in
     the run's artifact), or Failed when the run could not be done.
     """
     overrides = {
@@ -273,6 +291,7 @@ def review_calls(
             "chunk_calls": chunk_calls,
             "dask_address": dask_address,
             "dask_workers": dask_workers,
+            "reprocess_per_run": EVERY_STALE_CALL if reprocess_older else None,
         },
         "asr": {"batch_size": batch_size},
     }

@@ -23,6 +23,7 @@ class RunSummary:
     unsettled: list[tuple[str, str]] = field(default_factory=list)  # (call_id, why): next run
     n_hashed: int = 0  # stored calls whose file had to be read (size or mtime changed)
     n_remasked: int = 0  # stored calls whose text was masked again under new PII rules
+    n_reprocessed: int = 0  # stored calls transcribed again: an older transcription made them
     derived_rows: dict[str, int] = field(default_factory=dict)
     derived_agents: list[str] | None = None  # agents whose derived rows were recomputed; None: all
     top_drift: pd.DataFrame | None = None
@@ -85,6 +86,7 @@ def summary_markdown(summary: RunSummary) -> str:
         f"| audio reviewed | {hours:.2f} h in {summary.seconds:.0f} s ({speed:.0f}x realtime) |",
         f"| stored files re-read to check them | {summary.n_hashed} |",
         f"| stored calls masked again under new PII rules | {summary.n_remasked} |",
+        f"| stored calls transcribed again (older transcription) | {summary.n_reprocessed} |",
         f"| derived tables recomputed for | {_scope(summary.derived_agents)} |",
         f"| database | `{summary.db}` |",
     ]

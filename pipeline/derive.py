@@ -224,12 +224,20 @@ def call_agitation(utts: pd.DataFrame, spec: AgitationSpec) -> pd.DataFrame:
 def agent_drift(metrics: pd.DataFrame, metric_columns: list[str]) -> pd.DataFrame:
     """One row per agent and metric: early vs current means, delta and a standardised effect.
 
-    `metrics` has agent_id, cohort and the metric columns, one row per call.
+    `metrics` has agent_id, cohort and the metric columns, one row per call, and where known
+    transcript_version and asr_model (what made each call's text).
     effect_size = delta / pooled standard deviation (Cohen's d), null when undefined.
+    mixed_versions: the early and current calls' text was not all made the same way.
     """
     rows = []
     for agent_id, g in metrics.groupby("agent_id"):
         early, current = g[g["cohort"] == "early"], g[g["cohort"] == "current"]
+        both = g[g["cohort"].isin(["early", "current"])]
+        made = (
+            set(zip(both["transcript_version"], both["asr_model"].fillna(""), strict=True))
+            if "transcript_version" in g
+            else set()
+        )
         for m in metric_columns:
             e, c = early[m].dropna().astype(float), current[m].dropna().astype(float)
             em = float(e.mean()) if len(e) else np.nan
@@ -252,6 +260,7 @@ def agent_drift(metrics: pd.DataFrame, metric_columns: list[str]) -> pd.DataFram
                     "effect_size": float(delta / pooled)
                     if pooled and np.isfinite(pooled) and pooled > 0
                     else np.nan,
+                    "mixed_versions": len(made) > 1 if made else None,
                 }
             )
     return pd.DataFrame(
@@ -265,5 +274,6 @@ def agent_drift(metrics: pd.DataFrame, metric_columns: list[str]) -> pd.DataFram
             "n_early",
             "n_current",
             "effect_size",
+            "mixed_versions",
         ],
     )

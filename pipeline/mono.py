@@ -200,7 +200,7 @@ def service_phrases(lexicon: Lexicon, options: SpeakerOptions) -> tuple[str, ...
 
 
 def _weak(choice: AgentChoice, options: SpeakerOptions) -> bool:
-    if choice.decided_by == "talk_share":
+    if choice.decided_by == "talk_share" or choice.customer_recurs:
         return True
     return choice.decided_by in ("voice_print", "recurrence") and (
         choice.margin < options.print_margin
@@ -241,18 +241,31 @@ def settle_by_phrases(
 # ----------------------------------------------------------------------------- records
 
 
-def attribution_row(call_id: str, voices: CallVoices, choice: AgentChoice) -> SpeakerAttribution:
+def low_confidence(choice: AgentChoice, margin: float | None, options: SpeakerOptions) -> bool:
+    """The agent voice of a mono call may be the wrong one: decided by talk share alone, by
+    voices tied on the print, or where the customer's voice recurs across the agent's calls
+    nearly as much as the agent's (even when service phrases then decided)."""
+    if choice.customer_recurs or choice.decided_by == "talk_share":
+        return True
+    return margin is not None and margin < options.print_margin
+
+
+def attribution_row(
+    call_id: str, voices: CallVoices, choice: AgentChoice, options: SpeakerOptions
+) -> SpeakerAttribution:
     """The `speaker_attribution` row of a mono call (after settle_by_phrases)."""
     compared = voices.n_voices == 2 and len(choice.similarity) == 2
+    margin = round(choice.margin, 4) if compared else None
     return SpeakerAttribution(
         call_id,
         choice.decided_by,
-        round(choice.margin, 4) if compared else None,
+        margin,
         round(voices.separation, 3),
         choice.print_calls or None,
+        low_confidence(choice, margin, options),
     )
 
 
 def stereo_attribution(call_id: str) -> SpeakerAttribution:
     """The `speaker_attribution` row of a stereo call: its channels name the speakers."""
-    return SpeakerAttribution(call_id, "stereo", None, None, None)
+    return SpeakerAttribution(call_id, "stereo", None, None, None, False)

@@ -153,7 +153,7 @@ def measure_prepared(
         transcript, choice = mono.settle_by_phrases(
             transcript, prepared.voices, choice, phrases, config.speakers
         )
-        attribution = mono.attribution_row(call.call_id, prepared.voices, choice)
+        attribution = mono.attribution_row(call.call_id, prepared.voices, choice, config.speakers)
     figures, call_figures = measure(call.call_id, audio, transcript, config)
     return CallResult(
         call,

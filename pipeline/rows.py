@@ -67,6 +67,7 @@ class CallRow:
     file_size: int | None = None  # the recording's size and mtime when it was read: a later run
     file_mtime_ns: int | None = None  # that finds both unchanged skips the call without hashing
     masker_version: int | None = None  # PII rules its text was masked with (None: the first)
+    transcript_version: int | None = None  # how its text was made (None: version 1)
 
 
 @dataclass(frozen=True)
@@ -160,6 +161,9 @@ class AgentDrift:
     n_early: int
     n_current: int
     effect_size: float | None
+    # the early and current calls were not all transcribed the same way (transcript version
+    # and Whisper checkpoint): part of a text figure's delta may be the transcriber's
+    mixed_versions: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -217,6 +221,7 @@ class SpeakerAttribution:
     margin: float | None  # cosine margin of the two voices to the agent's print; null: no print
     separation: float | None  # d' of the call's two-voice split (0: one voice); null for stereo
     print_calls: int | None  # calls behind the print the voices were compared with; null: none
+    low_confidence: bool | None = None  # the agent voice may be the wrong one (pipeline.mono)
 
 
 @dataclass(frozen=True)

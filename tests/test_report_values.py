@@ -107,3 +107,41 @@ def test_a_report_for_an_unknown_agent_is_refused_in_one_line(flow_run, tmp_path
     )
     lines = [line for line in out.stderr.splitlines() if line.strip()]
     assert out.returncode == 1 and len(lines) == 1 and lines[0].startswith("error:"), out.stderr
+
+
+def test_the_agent_page_warns_of_uncertain_speakers_and_mixed_transcriptions(flow_run, tmp_path):
+    """A mono call whose agent and customer may be swapped (speaker_attribution.low_confidence)
+    is named on the agent page, and a drift table made from calls transcribed by different
+    versions is said to be so; the real run's page says neither where the database does not."""
+    import shutil
+
+    import duckdb
+
+    clean = tmp_path / "clean.html"
+    _report(["--agent", "A01", "--out", str(clean)], flow_run[2], tmp_path)
+    db = tmp_path / "marked.duckdb"
+    shutil.copy(flow_run[2], db)
+    con = duckdb.connect(str(db))
+    flagged_before = con.execute(
+        "SELECT count(*) FROM speaker_attribution a JOIN calls c USING (call_id) "
+        "WHERE c.agent_id = 'A01' AND a.low_confidence"
+    ).fetchone()[0]
+    mixed_before = con.execute(
+        "SELECT count(*) FROM agent_drift WHERE agent_id = 'A01' AND mixed_versions"
+    ).fetchone()[0]
+    (call_id,) = con.execute(
+        "SELECT min(call_id) FROM calls WHERE agent_id = 'A01' AND status = 'ok'"
+    ).fetchone()
+    con.execute("UPDATE speaker_attribution SET low_confidence = true WHERE call_id = ?", [call_id])
+    con.execute("UPDATE agent_drift SET mixed_versions = true WHERE agent_id = 'A01'")
+    con.close()
+    marked = tmp_path / "marked.html"
+    _report(["--agent", "A01", "--out", str(marked)], db, tmp_path)
+
+    page = marked.read_text(encoding="utf-8")
+    warning = re.search(r'<p class="warn" id="uncertain-speakers">(.*?)</p>', page, re.DOTALL)
+    assert warning is not None and call_id in warning.group(1)
+    assert 'id="mixed-versions"' in page
+    clean_page = clean.read_text(encoding="utf-8")
+    assert ('id="uncertain-speakers"' in clean_page) == (flagged_before > 0)
+    assert ('id="mixed-versions"' in clean_page) == (mixed_before > 0)

@@ -68,8 +68,41 @@ def test_recurrence_picks_the_voice_heard_in_every_call_whatever_its_order():
     res = spk.choose_agent_voices("A", calls, OPTS)
     assert {cid: ch.agent_voice for cid, ch in res.choices.items()} == truth
     assert all(ch.decided_by == "recurrence" for ch in res.choices.values())
+    # Customers change: not flagged, except where the customer sounds like the agent (call 0)
+    assert [res.choices[f"c{i}"].customer_recurs for i in range(5)] == [True] + [False] * 4
     assert res.voice_print is not None and res.voice_print.source == "recurrence"
     assert float(res.voice_print.embedding @ agent) > 0.95
+
+
+def test_a_mono_agent_whose_customer_recurs_is_flagged_and_settled_by_phrases_not_swapped():
+    """A frequent caller (or a test line) in every call of a mono agent: both voices recur, so
+    recurrence cannot tell them apart. Every call is flagged low-confidence, and the service
+    phrases after transcription decide the sides instead of the recurrence guess."""
+    rng = np.random.default_rng(4)
+    agent, caller = _unit(rng.normal(size=DIM)), _unit(rng.normal(size=DIM))
+    calls = []
+    for i in range(4):
+        cents = [_near(agent, 0.93, rng), _near(caller, 0.93, rng)]
+        calls.append(_voices(f"c{i}", cents if i % 2 else cents[::-1]))
+    res = spk.choose_agent_voices("A", calls, OPTS)
+    for call in calls:
+        choice = res.choices[call.call_id]
+        assert choice.decided_by == "recurrence" and choice.customer_recurs
+        assert mono.attribution_row(call.call_id, call, choice, OPTS).low_confidence
+        # Whichever voice recurrence guessed, the side that greets and offers help is the agent.
+        guess_is_agent = float(call.centroids[choice.agent_voice] @ agent) > 0.5
+        greeting, request = "您好，这里是客服，有什么可以帮您", "我的订单还没到"
+        tr, settled = mono.settle_by_phrases(
+            _transcript(greeting, request) if guess_is_agent else _transcript(request, greeting),
+            call,
+            choice,
+            PHRASES,
+            OPTS,
+        )
+        assert settled.decided_by == "phrases" and settled.customer_recurs
+        assert float(call.centroids[settled.agent_voice] @ agent) > 0.5
+        assert "".join(u.text for u in tr.utterances if u.speaker == "agent") == greeting
+        assert mono.attribution_row(call.call_id, call, settled, OPTS).low_confidence
 
 
 def test_stereo_print_decides_a_single_mono_call_and_phrases_break_a_tie():
@@ -202,7 +235,7 @@ def test_a_single_call_in_a_chunk_is_decided_by_the_stored_print_and_the_print_i
     )
     assert [s.speaker for s in segs["m1"]] == ["customer", "agent", "customer", "agent"]
     assert new == {}  # a stereo print changes only with stereo calls
-    row = mono.attribution_row("m1", call, ch)
+    row = mono.attribution_row("m1", call, ch, OPTS)
     assert (row.method, row.print_calls, row.separation) == ("voice_print", 5, 5.0)
     assert row.margin is not None and row.margin > 0.2
 
@@ -262,7 +295,7 @@ def test_no_print_and_one_voice_falls_back_deterministically():
     assert segs == segs2 and choices == choices2 and new == {}
     assert choices["o"].decided_by == "single_voice"
     assert {s.speaker for s in segs["o"]} == {"agent"}
-    row = mono.attribution_row("o", one, choices["o"])
+    row = mono.attribution_row("o", one, choices["o"], OPTS)
     assert (row.method, row.margin, row.print_calls) == ("single_voice", None, None)
     with pytest.raises(ValueError, match="twice"):
         mono.attribute_chunk([("o", "B", one), ("o", "B", one)], {}, {}, OPTS)

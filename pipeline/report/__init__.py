@@ -110,6 +110,7 @@ def build_report(
     high = config.agitation.high
     now = datetime.now().astimezone()
     head = views.header(agent_id, reads.agent_calls(con, agent_id), now)
+    drift = reads.agent_drift(con, agent_id)
     charts, x_is_date = tenure_charts(reads.chart_points(con, agent_id, CHART_METRICS), catalogue)
     flagged = reads.flagged_utterances(con, agent_id, high)
     pairs, n_pairs = _pairs(con, agent_id, config, catalogue, max_pairs, mute_spans or {})
@@ -119,7 +120,8 @@ def build_report(
         .get_template(TEMPLATE_NAME)
         .render(
             head=head,
-            drift=views.drift_summary(reads.agent_drift(con, agent_id), catalogue),
+            drift=views.drift_summary(drift, catalogue),
+            mixed_versions=views.mixed_versions(drift),
             charts=charts,
             x_is_date=x_is_date,
             colours=COHORT_COLOURS,

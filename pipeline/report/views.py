@@ -53,6 +53,8 @@ class Header:
     early_range: str
     current_range: str
     generated_at: str
+    # mono calls whose agent and customer may be swapped (speaker_attribution.low_confidence)
+    uncertain_calls: tuple[str, ...] = ()
 
 
 def _date_range(calls: pd.DataFrame) -> str:
@@ -62,7 +64,8 @@ def _date_range(calls: pd.DataFrame) -> str:
 
 
 def header(agent_id: str, calls: pd.DataFrame, generated_at: datetime) -> Header:
-    """From reads.agent_calls: counts and date ranges of the agent's ok calls."""
+    """From reads.agent_calls: counts and date ranges of the agent's ok calls, and those whose
+    speakers may be swapped."""
     ok = calls[calls["status"] == "ok"]
     hired = calls["agent_hired_at"].dropna()
     return Header(
@@ -77,6 +80,9 @@ def header(agent_id: str, calls: pd.DataFrame, generated_at: datetime) -> Header
         early_range=_date_range(ok[ok["cohort"] == "early"]),
         current_range=_date_range(ok[ok["cohort"] == "current"]),
         generated_at=generated_at.strftime("%Y-%m-%d %H:%M %Z"),
+        uncertain_calls=tuple(
+            sorted(ok.loc[ok["low_confidence"].fillna(False).astype(bool), "call_id"])
+        ),
     )
 
 
@@ -99,6 +105,11 @@ class DriftRow:
 
 
 VERDICT_ORDER = {"worse": 0, "neutral": 1, "better": 2, "flat": 3}
+
+
+def mixed_versions(frame: pd.DataFrame) -> bool:
+    """From reads.agent_drift: the agent's early and current calls were transcribed differently."""
+    return "mixed_versions" in frame and bool(frame["mixed_versions"].fillna(False).any())
 
 
 def _effect_level(d: float | None) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -91,6 +92,26 @@ def _recurrence_print(
     return ref
 
 
+def recurrence(voice: np.ndarray, others: Sequence[CallVoices]) -> float:
+    """How much a voice recurs in the agent's other calls: the mean over them of its best cosine
+    to their voices (0 with no other call)."""
+    best = [float((o.centroids @ voice).max()) for o in others if o.n_voices >= 1]
+    return float(np.mean(best)) if best else 0.0
+
+
+def _customer_recurs(
+    call: CallVoices, calls: Sequence[CallVoices], choice: AgentChoice, options: SpeakerOptions
+) -> bool:
+    """Both voices of a call recur across the agent's calls (the customer's within
+    `recur_margin` of the agent's): recurrence cannot tell which one is the agent."""
+    others = [o for o in calls if o.call_id != call.call_id]
+    if call.n_voices < 2 or not others:
+        return False
+    agent = recurrence(call.centroids[choice.agent_voice], others)
+    customer = recurrence(call.centroids[1 - choice.agent_voice], others)
+    return customer >= agent - options.recur_margin
+
+
 def choose_agent_voices(
     agent_id: str,
     calls: Sequence[CallVoices],
@@ -121,7 +142,10 @@ def choose_agent_voices(
     for c in calls:
         hits = phrase_counts.get(c.call_id)
         if ref is not None:
-            choices[c.call_id] = _choose(c, ref, options, decided_by, hits, behind)
+            choice = _choose(c, ref, options, decided_by, hits, behind)
+            if decided_by == "recurrence" and _customer_recurs(c, calls, choice, options):
+                choice = replace(choice, customer_recurs=True)
+            choices[c.call_id] = choice
         elif c.n_voices < 2:
             choices[c.call_id] = AgentChoice(c.call_id, 0, (), 0.0, "single_voice")
         elif hits is not None and hits[0] != hits[1]:

@@ -48,6 +48,7 @@ class SpeakerOptions:
     print_max_speech_s: float
     print_calls_max: int  # stereo calls an agent's print is built from; later ones are not embedded
     print_margin: float
+    recur_margin: float  # the customer's voice recurs within this of the agent's: not sure
     phrase_lists: tuple[str, ...]  # names of [lexicon] phrases lists: the tie-breaker
 
 
@@ -111,6 +112,7 @@ class AgentChoice:
     margin: float  # |cosine difference| of the two voices to the print (0: no print, one voice)
     decided_by: Decision
     print_calls: int = 0  # calls behind the print that was compared with (0: none)
+    customer_recurs: bool = False  # the other voice recurs across the calls nearly as much
 
 
 @dataclass(frozen=True)

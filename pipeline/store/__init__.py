@@ -26,6 +26,7 @@ from pipeline.store.history import (
     changed_agents,
     done_calls,
     load_history,
+    stale_transcripts,
     top_drift,
 )
 from pipeline.store.remask import save_remasked, stale_masked
@@ -64,6 +65,7 @@ __all__ = [
     "replace_derived",
     "save_remasked",
     "stale_masked",
+    "stale_transcripts",
     "replace_table",
     "run_query",
     "save_attributions",

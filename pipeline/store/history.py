@@ -32,6 +32,21 @@ def done_calls(con: duckdb.DuckDBPyConnection) -> dict[str, StoredFile]:
     }
 
 
+def stale_transcripts(
+    con: duckdb.DuckDBPyConnection, folder: str, version: int, asr_model: str, limit: int
+) -> list[str]:
+    """Up to `limit` ok calls read from `folder` whose text an older transcription made: an
+    older transcript version, or another Whisper checkpoint; the earliest recorded first, since
+    an agent's early calls are the ones older pipelines made."""
+    rows = con.execute(
+        "SELECT call_id FROM call_log WHERE status = 'ok' AND folder = ? AND "
+        "(coalesce(transcript_version, 1) < ? OR asr_model IS DISTINCT FROM ?) "
+        "ORDER BY recorded_at, call_id LIMIT ?",
+        [folder, version, asr_model, limit],
+    ).fetchall()
+    return [call_id for (call_id,) in rows]
+
+
 def load_history(con: duckdb.DuckDBPyConnection, agents: Sequence[str] | None = None) -> History:
     """The ok calls of every agent, or of `agents` only: every derived figure of an agent comes
     from that agent's own calls, so a night recomputes only the agents it touched."""
@@ -51,7 +66,8 @@ def load_history(con: duckdb.DuckDBPyConnection, agents: Sequence[str] | None = 
             params,
         ).df(),
         metrics=con.execute(
-            "SELECT f.*, l.agent_id FROM call_figures f "
+            "SELECT f.*, l.agent_id, coalesce(l.transcript_version, 1) AS transcript_version, "
+            "l.asr_model FROM call_figures f "
             f"JOIN call_log l USING (call_id) WHERE {where}",
             params,
         ).df(),

@@ -31,9 +31,11 @@ def known_agents(con: duckdb.DuckDBPyConnection) -> list[str]:
 
 
 def agent_calls(con: duckdb.DuckDBPyConnection, agent_id: str) -> pd.DataFrame:
-    """recorded_at, agent_hired_at, cohort, status of every call of the agent, failed ones too."""
+    """call_id, recorded_at, agent_hired_at, cohort, status of every call of the agent, failed
+    ones too, and whether its speaker attribution is low-confidence."""
     return con.execute(
-        "SELECT recorded_at, agent_hired_at, cohort, status FROM calls WHERE agent_id = ?",
+        "SELECT c.call_id, c.recorded_at, c.agent_hired_at, c.cohort, c.status, a.low_confidence "
+        "FROM calls c LEFT JOIN speaker_attribution a USING (call_id) WHERE c.agent_id = ?",
         [agent_id],
     ).df()
 

@@ -106,7 +106,7 @@ CREATE OR REPLACE VIEW calls AS
 SELECT l.call_id, l.agent_id, l.recorded_at, l.agent_hired_at, d.tenure_days, d.cohort, l.topic,
        l.channels, l.duration_s, l.status, l.error, l.folder, l.path, l.audio_sha256, l.attributes,
        l.run_id, l.processed_at, l.pipeline_version, l.asr_model, l.file_size, l.file_mtime_ns,
-       l.masker_version
+       l.masker_version, l.transcript_version
 FROM call_log l LEFT JOIN call_derived d USING (call_id);
 
 CREATE OR REPLACE VIEW utterances AS

@@ -10,7 +10,7 @@ import duckdb
 import pandas as pd
 
 from pipeline.intake import FileLook
-from pipeline.records import CallInput, CallResult, Failure, KnownFields
+from pipeline.records import TRANSCRIPT_VERSION, CallInput, CallResult, Failure, KnownFields
 from pipeline.redact import MASKER_VERSION
 from pipeline.rows import CallRow, FailureRow, RunRow
 from pipeline.speakers.options import VoicePrint
@@ -103,6 +103,7 @@ def _write_calls(
             file_size=r.look.size if r.look else None,
             file_mtime_ns=r.look.mtime_ns if r.look else None,
             masker_version=MASKER_VERSION,
+            transcript_version=TRANSCRIPT_VERSION,
         )
         for r in results
     ]
