@@ -24,7 +24,7 @@ from pipeline.report.calibration import summarise_session
 from pipeline.report.clips import CLIP_PAD_S
 from pipeline.report.index import write_all
 from tests.conftest import ROOT, require
-from tests.test_calibration import RUBRIC, SCORES, UNITS, VERDICTS, expected_alpha
+from tests.test_calibration import HELD, RUBRIC, SCORES, UNITS, VERDICTS, expected_alpha
 from tests.test_report import AGENT, ALIGNED, CALL_S, CONFIG, build_db
 
 ARTIFACTS = ROOT / "test-artifacts"
@@ -214,7 +214,7 @@ def test_agent_page_in_a_real_browser(playwright, site, tmp_path: Path) -> None:
     con = store.connect(db)
     try:
         for path in (exported, csv_path):
-            result = import_file(con, path, RUBRIC)
+            result = import_file(con, path, RUBRIC, HELD)
             assert result.status == "imported", result.detail
         assert result.n_scores == 0  # the CSV repeats the JSON's scores: nothing new
         n = con.execute("SELECT count(*) FROM calibration_scores").fetchone()[0]
@@ -237,8 +237,8 @@ def test_three_evaluators_score_through_the_page(playwright, site, tmp_path: Pat
     con = store.connect(db)
     try:
         for path in files:
-            assert import_file(con, path, RUBRIC).status == "imported"
-        assert all(import_file(con, p, RUBRIC).status == "already imported" for p in files)
+            assert import_file(con, path, RUBRIC, HELD).status == "imported"
+        assert all(import_file(con, p, RUBRIC, HELD).status == "already imported" for p in files)
         summary = summarise_session(con, SESSION, RUBRIC)
     finally:
         con.close()
