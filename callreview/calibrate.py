@@ -78,6 +78,49 @@ def print_outcomes(frame: pd.DataFrame) -> None:
     console.print(t)
 
 
+def print_fit(ranks: list, rules: list) -> None:
+    """`calibrate fit`'s two tables: figures against scores, thresholds against verdicts."""
+    from pipeline.report import fmt
+
+    t = Table(
+        title="Figures against evaluators' scores, all sessions (Spearman, 95% CI over pairs)"
+    )
+    for col in ("item", "figure", "rubric expects", "rho", "interval", "answers", "pairs"):
+        t.add_column(col)
+    for r in ranks:
+        interval = (
+            f"{fmt.num(r.low, signed=True)} .. {fmt.num(r.high, signed=True)}"
+            if r.low is not None
+            else fmt.MISSING
+        )
+        expects = {1: "+", -1: "-", None: ""}[r.expected]
+        t.add_row(r.item, r.figure, expects, fmt.num(r.rho, signed=True), interval,
+                  str(r.n_answers), str(r.n_pairs))  # fmt: skip
+    console.print(t)
+    t = Table(title="Rule thresholds against drifted current calls (suggestions, not applied)")
+    for col in ("rule", "metric", "in force", "agreement", "suggested", "cv agreement", "cv kappa"):
+        t.add_column(col)
+    t.add_column("calls (drifted)")
+    for f in rules:
+        suggested = fmt.MISSING if f.suggested is None else f"{f.op} {fmt.num(f.suggested)}"
+        t.add_row(
+            f"{f.rule} {escape(f.label)}",
+            f.metric,
+            f"{f.op} {fmt.num(f.in_force)}",
+            fmt.num(f.agreement_in_force),
+            suggested,
+            fmt.num(f.agreement_suggested),
+            fmt.num(f.kappa_suggested, signed=True),
+            f"{f.n_calls} ({f.n_drifted}){' ' + f.note if f.note else ''}",
+        )
+    console.print(t)
+    console.print(
+        "agreement: balanced accuracy (1.0 perfect, 0.5 chance) of the flag against the calls "
+        "most evaluators found drifted; cv: the threshold chosen on 4/5 of the calls, scored "
+        "on the rest"
+    )
+
+
 def print_summary(summary: Summary, rubric: Rubric) -> None:
     from pipeline.report import fmt
     from pipeline.report.calibration import SIDE_LABEL
@@ -239,6 +282,38 @@ def make_app(config_for: ConfigFor, fail: Fail) -> typer.Typer:
             print_outcomes(refresh_outcomes(con, config.coaching, [agent]))
         finally:
             con.close()
+
+    @app.command("fit")
+    def fit(
+        db: Annotated[Path | None, typer.Option("--db", help="DuckDB file.")] = None,
+        rubric_file: RubricOption = None,
+        config_file: Annotated[Path | None, typer.Option("--config")] = None,
+    ) -> None:
+        """Over every imported session: which figures agree with the evaluators' scores, and
+        the rule-flag thresholds that best separate the calls they found drifted. Printed as
+        suggestions beside the thresholds in force; nothing is applied."""
+        from pipeline.fit.ranks import rank_fits
+        from pipeline.fit.thresholds import drifted_calls, fit_rules
+        from pipeline.store import StoreLockedError, connect
+        from pipeline.store import calibration as db_calibration
+
+        config = config_for(config_file, run={"db": db})
+        rubric = _rubric(rubric_file, fail)
+        try:
+            con = connect(config.run.db, read_only=True)
+        except (StoreLockedError, FileNotFoundError) as e:
+            fail(str(e))
+            return
+        try:
+            if db_calibration.sessions(con).empty:
+                fail("no calibration scores imported yet: `callreview calibrate import FILE`")
+            ranks = rank_fits(db_calibration.all_agreement(con), rubric)
+            labels = drifted_calls(db_calibration.drift_verdicts(con))
+            rules = config.lexicon.rules
+            values = db_calibration.call_values(con, list(labels.index), [r.metric for r in rules])
+        finally:
+            con.close()
+        print_fit(ranks, fit_rules(labels, values, rules))
 
     @app.command("summary")
     def summary(
