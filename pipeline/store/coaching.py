@@ -104,25 +104,31 @@ def agent_outcomes(con: duckdb.DuckDBPyConnection, agent_id: str) -> pd.DataFram
     ).df()
 
 
-def latest_outcomes(con: duckdb.DuckDBPyConnection, figure: str) -> pd.DataFrame:
-    """Per coached agent, the latest event's outcome on one figure (the team overview's column)."""
+def agent_events(con: duckdb.DuckDBPyConnection, agent_id: str) -> list[date]:
+    """The dates of one agent's coaching events, in order."""
+    return [d for a, d in events(con) if a == agent_id]
+
+
+def latest_event_outcomes(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Every figure's coaching_outcomes row of each coached agent's latest event."""
     if not has_coaching(con):
-        return pd.DataFrame(columns=["agent_id", "event_date", "verdict", "did", "effect_size"])
+        return pd.DataFrame(columns=["agent_id", "event_date", "figure", "verdict"])
     return con.execute(
-        "SELECT agent_id, event_date, verdict, did, effect_size FROM coaching_outcomes "
-        "WHERE figure = ? QUALIFY row_number() OVER (PARTITION BY agent_id "
-        "ORDER BY event_date DESC) = 1",
-        [figure],
+        "SELECT * FROM coaching_outcomes o WHERE event_date = "
+        "(SELECT max(event_date) FROM coaching_events e WHERE e.agent_id = o.agent_id) "
+        "ORDER BY agent_id, figure"
     ).df()
 
 
-def agent_timeline(con: duckdb.DuckDBPyConnection, agent_id: str, figure: str) -> pd.DataFrame:
-    """recorded_at, cohort and one figure of an agent's ok calls, in time order (the report)."""
+def agent_timeline(
+    con: duckdb.DuckDBPyConnection, agent_id: str, figures: Sequence[str]
+) -> pd.DataFrame:
+    """call_id, recorded_at, cohort and the figures (those call_metrics has) of an agent's ok
+    calls, in time order (the report's timeline)."""
     known = {r[0] for r in con.execute("DESCRIBE call_metrics").fetchall()}
-    if figure not in known:
-        raise ValueError(f"not a call_metrics column: {figure}")
+    cols = "".join(f", m.{f}" for f in figures if f in known)
     return con.execute(
-        f"SELECT l.recorded_at, m.cohort, m.{figure} AS value FROM call_metrics m "
+        f"SELECT m.call_id, l.recorded_at, m.cohort{cols} FROM call_metrics m "
         "JOIN call_log l USING (call_id) WHERE m.agent_id = ? ORDER BY l.recorded_at",
         [agent_id],
     ).df()
