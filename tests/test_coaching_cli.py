@@ -16,6 +16,8 @@ import pytest
 from pipeline import store
 from pipeline.calibration import import_file
 from pipeline.coaching.records import CoachingEvent
+from pipeline.coaching.refresh import refresh_outcomes
+from pipeline.config import default_config
 from pipeline.store import coaching as coaching_db
 from tests.test_calibration import HELD, RUBRIC, SCORES, exported, write_json
 from tests.test_coaching import EVENT, crafted_calls
@@ -75,6 +77,16 @@ def test_session_command_records_an_event_and_prints_its_outcomes(improved_db: P
     finally:
         con.close()
     assert row == [("C1", EVENT, "command", "improved", 120, 120, 4)]
+    # the run's recompute of every coached agent gives the same rows: each outcome draws its
+    # bootstrap from its own seed, whoever else is recomputed with it
+    con = store.connect(improved_db)
+    try:
+        before = con.execute("SELECT * FROM coaching_results ORDER BY ALL").df()
+        refresh_outcomes(con, default_config().coaching)
+        after = con.execute("SELECT * FROM coaching_results ORDER BY ALL").df()
+    finally:
+        con.close()
+    pd.testing.assert_frame_equal(after, before)
 
 
 def test_session_command_refuses_an_unknown_agent(improved_db: Path) -> None:
