@@ -122,3 +122,27 @@ def test_import_takes_the_event_from_the_session_and_needs_a_date_when_the_name_
         (AGENT, str(HELD), "session", "2026-Q4 校准"),
         (AGENT, "2026-11-27", "session", "2026-11-27 团队复盘"),
     ]
+
+
+def test_events_recorded_between_runs_survive_the_next_run(tmp_path: Path) -> None:
+    """`calibrate session` and `calibrate import` write the published file; the next run starts
+    from its own working file, and must carry those rows over, not publish over them."""
+    db = tmp_path / "r.duckdb"
+    store.publish(store.open_for_run(db), db)  # a run: the working file stays beside db
+    con = store.connect(db)
+    try:
+        coaching_db.save_events(con, [event_again()])
+    finally:
+        con.close()
+    reader = store.connect(db, read_only=True)  # an analyst meanwhile
+    try:
+        store.publish(store.open_for_run(db), db)  # the next run
+    finally:
+        reader.close()
+    con = store.connect(db, read_only=True)
+    try:
+        assert con.execute("SELECT agent_id, event_date FROM coaching_events").fetchall() == [
+            ("C1", EVENT)
+        ]
+    finally:
+        con.close()

@@ -27,6 +27,7 @@ NO_CLEAR_CHANGE: Verdict = "no clear change"
 WORSE: Verdict = "worse"
 TOO_FEW: Verdict = "too few calls yet"
 MIN_SAMPLE = 2  # calls a side needs for any estimate at all
+BATCH = 100  # resamples drawn at once: memory is BATCH x the calls of the largest sample
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,7 @@ def estimate(
             confidence_level=confidence,
             method="percentile",
             vectorized=True,
+            batch=BATCH,
             rng=rng,
         ).confidence_interval
         low, high = float(ci.low), float(ci.high)
