@@ -146,3 +146,26 @@ def test_events_recorded_between_runs_survive_the_next_run(tmp_path: Path) -> No
         ]
     finally:
         con.close()
+
+
+@pytest.mark.parametrize(
+    ("move_sd", "expected"), [(-1.0, "improved"), (0.0, "no clear change"), (1.0, "worse")]
+)
+def test_crafted_databases_where_coaching_helped_did_nothing_and_made_worse(
+    tmp_path: Path, move_sd: float, expected: str
+) -> None:
+    """The stored path end to end (calls in the tables, an event, the recompute a run does, the
+    analysts' view) on crafted databases, a season shifting every agent meanwhile."""
+    db = tmp_path / "calls.duckdb"
+    write_calls(db, crafted_calls(move_sd, seed=11))
+    con = store.connect(db)
+    try:
+        coaching_db.save_events(con, [event_again()])
+        refresh_outcomes(con, default_config().coaching)
+        rows = con.execute(
+            "SELECT figure, verdict FROM coaching_outcomes "
+            "WHERE figure IN ('agitation', 'agent_politeness_per_min') ORDER BY figure"
+        ).fetchall()
+    finally:
+        con.close()
+    assert rows == [("agent_politeness_per_min", expected), ("agitation", expected)]

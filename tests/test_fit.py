@@ -14,11 +14,13 @@ import pandas as pd
 import pytest
 from scipy.stats import spearmanr
 
+from pipeline import store
+from pipeline.calibration import import_file
 from pipeline.config import Rule
 from pipeline.fit.ranks import rank_fit, rank_fits
 from pipeline.fit.thresholds import drifted_calls, fit_rules
 from pipeline.rubric import load_rubric
-from tests.test_calibration import HELD, SCORES, exported, write_json
+from tests.test_calibration import HELD, RUBRIC, SCORES, exported, write_json
 from tests.test_report import build_db
 
 PLANTED = 300.0  # 字/分钟: evaluators find a call drifted above this speaking rate
@@ -99,11 +101,15 @@ def test_rank_correlation_and_its_interval_over_pairs() -> None:
 
 def test_cli_fit_prints_suggestions_beside_the_thresholds_in_force(tmp_path: Path) -> None:
     db = build_db(tmp_path)
-    files = [str(write_json(tmp_path, exported(e))) for e in SCORES]
+    con = store.connect(db)
+    try:
+        for e in SCORES:
+            assert import_file(con, write_json(tmp_path, exported(e)), RUBRIC, HELD).status == (
+                "imported"
+            )
+    finally:
+        con.close()
     cli = [sys.executable, "-m", "callreview.cli", "calibrate"]
-    subprocess.run(
-        [*cli, "import", *files, "--db", str(db), "--date", str(HELD)], check=True, timeout=300
-    )
     out = subprocess.run(
         [*cli, "fit", "--db", str(db)],
         capture_output=True,
