@@ -8,6 +8,7 @@ error exit, so both share one way of reading settings and failing.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -19,6 +20,8 @@ from rich.table import Table
 from pipeline.config import Config
 
 if TYPE_CHECKING:  # the heavy imports wait until a command runs
+    import pandas as pd
+
     from pipeline.agreement import Summary
     from pipeline.rubric import Rubric
 
@@ -41,6 +44,81 @@ def _rubric(path: Path | None, fail: Fail) -> Rubric:
     except RubricError as e:
         fail(str(e))
         raise  # unreachable: fail exits
+
+
+def _day(text: str, fail: Fail) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        fail(f"--date {text!r} is not a date (YYYY-MM-DD)")
+        raise  # unreachable: fail exits
+
+
+def print_outcomes(frame: pd.DataFrame) -> None:
+    """An agent's coaching outcomes, one line per event and figure."""
+    from pipeline.report import fmt
+
+    t = Table(title="Coaching outcomes (after - before, minus uncoached agents' change)")
+    for col in ("agent", "event", "figure", "before", "after", "calls", "did", "interval", "d"):
+        t.add_column(col)
+    t.add_column("verdict")
+    for r in frame.itertuples():
+        t.add_row(
+            escape(str(r.agent_id)),
+            str(r.event_date),
+            str(r.figure),
+            fmt.num(r.before_mean),
+            fmt.num(r.after_mean),
+            f"{r.n_before}/{r.n_after}",
+            fmt.num(r.did, signed=True),
+            f"{fmt.num(r.ci_low, signed=True)} .. {fmt.num(r.ci_high, signed=True)}",
+            fmt.num(r.effect_size, signed=True),
+            str(r.verdict),
+        )
+    console.print(t)
+
+
+def print_fit(ranks: list, rules: list) -> None:
+    """`calibrate fit`'s two tables: figures against scores, thresholds against verdicts."""
+    from pipeline.report import fmt
+
+    t = Table(
+        title="Figures against evaluators' scores, all sessions (Spearman, 95% CI over pairs)"
+    )
+    for col in ("item", "figure", "rubric expects", "rho", "interval", "answers", "pairs"):
+        t.add_column(col)
+    for r in ranks:
+        interval = (
+            f"{fmt.num(r.low, signed=True)} .. {fmt.num(r.high, signed=True)}"
+            if r.low is not None
+            else fmt.MISSING
+        )
+        expects = {1: "+", -1: "-", None: ""}[r.expected]
+        t.add_row(r.item, r.figure, expects, fmt.num(r.rho, signed=True), interval,
+                  str(r.n_answers), str(r.n_pairs))  # fmt: skip
+    console.print(t)
+    t = Table(title="Rule thresholds against drifted current calls (suggestions, not applied)")
+    for col in ("rule", "metric", "in force", "agreement", "suggested", "cv agreement", "cv kappa"):
+        t.add_column(col)
+    t.add_column("calls (drifted)")
+    for f in rules:
+        suggested = fmt.MISSING if f.suggested is None else f"{f.op} {fmt.num(f.suggested)}"
+        t.add_row(
+            f"{f.rule} {escape(f.label)}",
+            f.metric,
+            f"{f.op} {fmt.num(f.in_force)}",
+            fmt.num(f.agreement_in_force),
+            suggested,
+            fmt.num(f.agreement_suggested),
+            fmt.num(f.kappa_suggested, signed=True),
+            f"{f.n_calls} ({f.n_drifted}){' ' + f.note if f.note else ''}",
+        )
+    console.print(t)
+    console.print(
+        "agreement: balanced accuracy (1.0 perfect, 0.5 chance) of the flag against the calls "
+        "most evaluators found drifted; cv: the threshold chosen on 4/5 of the calls, scored "
+        "on the rest"
+    )
 
 
 def print_summary(summary: Summary, rubric: Rubric) -> None:
@@ -122,32 +200,120 @@ def make_app(config_for: ConfigFor, fail: Fail) -> typer.Typer:
         db: Annotated[Path | None, typer.Option("--db", help="DuckDB file.")] = None,
         rubric_file: RubricOption = None,
         config_file: Annotated[Path | None, typer.Option("--config")] = None,
+        when: Annotated[
+            str | None,
+            typer.Option(
+                "--date",
+                help="The day the session was held (YYYY-MM-DD); needed when the session's "
+                "name does not begin with a date.",
+            ),
+        ] = None,
     ) -> None:
         """Load evaluators' exported score files into calibration_scores.
 
         A malformed file is refused with its reason (nothing of it is stored); a file imported
-        before is skipped. Exit status 1 when any file was refused."""
+        before is skipped. Each agent scored gets a coaching event on the session's date.
+        Exit status 1 when any file was refused."""
         from pipeline.calibration import import_file
+        from pipeline.coaching.refresh import refresh_outcomes
         from pipeline.store import StoreLockedError, connect
 
         config = config_for(config_file, run={"db": db})
         rubric = _rubric(rubric_file, fail)
+        held = _day(when, fail) if when else None
         try:
             con = connect(config.run.db)
         except StoreLockedError as e:
             fail(str(e))
             return
-        refused = 0
+        refused, coached = 0, set()
         try:
             for path in files:
-                r = import_file(con, path, rubric)
+                r = import_file(con, path, rubric, held)
                 colour = {"imported": "green", "refused": "red"}.get(r.status, "yellow")
                 console.print(f"[{colour}]{r.status}[/] {escape(r.path)}: {escape(r.detail)}")
                 refused += r.status == "refused"
+                coached |= set(r.agents)
+                if r.agents:
+                    console.print(
+                        f"  coaching event on {r.event_date}: {escape(', '.join(r.agents))}"
+                    )
+            if coached:
+                refresh_outcomes(con, config.coaching, sorted(coached))
         finally:
             con.close()
         if refused:
             raise typer.Exit(1)
+
+    @app.command("session")
+    def session(
+        agent: Annotated[str, typer.Option("--agent", help="The agent who was coached.")],
+        when: Annotated[str, typer.Option("--date", help="The day of the session (YYYY-MM-DD).")],
+        name: Annotated[
+            str | None, typer.Option("--session", help="A name for it (default: none).")
+        ] = None,
+        db: Annotated[Path | None, typer.Option("--db", help="DuckDB file.")] = None,
+        config_file: Annotated[Path | None, typer.Option("--config")] = None,
+    ) -> None:
+        """Record a coaching event (a calibration session, a one-to-one) for an agent on a day,
+        and show its outcomes so far (docs/METRICS.md, "Coaching outcomes")."""
+        from pipeline.coaching.records import CoachingEvent
+        from pipeline.coaching.refresh import refresh_outcomes
+        from pipeline.store import StoreLockedError, connect
+        from pipeline.store import coaching as db_coaching
+
+        config = config_for(config_file, run={"db": db})
+        day = _day(when, fail)
+        try:
+            con = connect(config.run.db)
+        except StoreLockedError as e:
+            fail(str(e))
+            return
+        try:
+            if not db_coaching.has_agent(con, agent):
+                fail(f"no calls of agent {agent!r} in {config.run.db}")
+            new = db_coaching.save_events(
+                con, [CoachingEvent(agent, day, "command", name, datetime.now())]
+            )
+            console.print(
+                f"{'recorded' if new else 'already recorded'}: coaching event for "
+                f"{escape(agent)} on {day}"
+            )
+            print_outcomes(refresh_outcomes(con, config.coaching, [agent]))
+        finally:
+            con.close()
+
+    @app.command("fit")
+    def fit(
+        db: Annotated[Path | None, typer.Option("--db", help="DuckDB file.")] = None,
+        rubric_file: RubricOption = None,
+        config_file: Annotated[Path | None, typer.Option("--config")] = None,
+    ) -> None:
+        """Over every imported session: which figures agree with the evaluators' scores, and
+        the rule-flag thresholds that best separate the calls they found drifted. Printed as
+        suggestions beside the thresholds in force; nothing is applied."""
+        from pipeline.fit.ranks import rank_fits
+        from pipeline.fit.thresholds import drifted_calls, fit_rules
+        from pipeline.store import StoreLockedError, connect
+        from pipeline.store import calibration as db_calibration
+
+        config = config_for(config_file, run={"db": db})
+        rubric = _rubric(rubric_file, fail)
+        try:
+            con = connect(config.run.db, read_only=True)
+        except (StoreLockedError, FileNotFoundError) as e:
+            fail(str(e))
+            return
+        try:
+            if db_calibration.sessions(con).empty:
+                fail("no calibration scores imported yet: `callreview calibrate import FILE`")
+            ranks = rank_fits(db_calibration.all_agreement(con), rubric)
+            labels = drifted_calls(db_calibration.drift_verdicts(con))
+            rules = config.lexicon.rules
+            values = db_calibration.call_values(con, list(labels.index), [r.metric for r in rules])
+        finally:
+            con.close()
+        print_fit(ranks, fit_rules(labels, values, rules))
 
     @app.command("summary")
     def summary(

@@ -50,6 +50,7 @@ from flows.tasks import (
     derive_tables_task,
 )
 from pipeline import asr, intake, review, store
+from pipeline.coaching.refresh import refresh_outcomes
 from pipeline.config import Config, find_config_file, load_config
 from pipeline.manifest import check_manifest, iter_manifest, manifest_path
 from pipeline.memory import release_freed_memory
@@ -217,6 +218,8 @@ def _review(
             derived = derive_tables_task(store.load_history(con, agents), config)
             store.replace_derived(con, derived, agents)
             summary.derived_rows = {t: len(f) for t, f in derived.items()}
+            # outcomes compare a coached agent with the uncoached ones: any change moves them
+            summary.derived_rows["coaching_results"] = len(refresh_outcomes(con, config.coaching))
         summary.derived_agents = agents
         store.finish_run(
             con,

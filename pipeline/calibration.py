@@ -5,6 +5,10 @@ export one file: JSON (the page's own format, FORMAT below) or CSV (one row per 
 calibration_scores columns). A file is checked whole before anything is stored: a malformed
 one is refused with the first problems found and where they are, and nothing of it is kept.
 The same file imported twice adds nothing (its content hash is remembered).
+
+A session is a coaching event for each agent it scored (docs/CONTRACTS.md, "Coaching
+outcomes"), on the session's date: the name's when it begins with one (2026-11-20, 2026-11-20
+团队A), else the date given on import; a file of a session without a date is refused.
 """
 
 from __future__ import annotations
@@ -15,15 +19,17 @@ import io
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
+from pipeline.coaching.records import CoachingEvent
 from pipeline.records import CalibrationImport, CalibrationScore
 from pipeline.rubric import VERDICT, Rubric
 from pipeline.store import calibration as db
+from pipeline.store import coaching as coaching_db
 
 FORMAT = "callreview-calibration"
 VERSION = 1
@@ -56,6 +62,8 @@ class ImportResult:
     status: str  # imported | already imported | refused
     detail: str
     n_scores: int = 0
+    agents: tuple[str, ...] = ()  # agents scored, each with a coaching event on event_date
+    event_date: date | None = None
 
 
 @dataclass(frozen=True)
@@ -253,8 +261,20 @@ def check(
     return out
 
 
-def import_file(con: duckdb.DuckDBPyConnection, path: Path, rubric: Rubric) -> ImportResult:
-    """Check and store one exported file; never raises for a bad file, says why instead."""
+def session_date(session: str) -> date | None:
+    """The date a session's name begins with (YYYY-MM-DD), or None."""
+    try:
+        return date.fromisoformat(session.strip()[:10])
+    except ValueError:
+        return None
+
+
+def import_file(
+    con: duckdb.DuckDBPyConnection, path: Path, rubric: Rubric, held: date | None = None
+) -> ImportResult:
+    """Check and store one exported file, and a coaching event for each agent it scored on the
+    session's date (`held`, else the date the session's name begins with); never raises for a
+    bad file, says why instead."""
     try:
         data = Path(path).read_bytes()
     except OSError as e:
@@ -265,15 +285,24 @@ def import_file(con: duckdb.DuckDBPyConnection, path: Path, rubric: Rubric) -> I
         return ImportResult(str(path), "already imported", f"same content imported at {when}")
     try:
         session, evaluator, drafts = read_file(data)
+        event_date = held or session_date(session)
+        if event_date is None:
+            raise CalibrationFileError(
+                f"session {session!r} is not a date (YYYY-MM-DD): give the day it was held "
+                "with --date, so its coaching outcomes can be measured"
+            )
         scores = check(drafts, session, evaluator, sha, rubric, con)
     except CalibrationFileError as e:
         return ImportResult(str(path), "refused", str(e))
-    record = CalibrationImport(
-        sha, Path(path).name, session, evaluator, len(scores), datetime.now()
-    )
+    now = datetime.now()
+    record = CalibrationImport(sha, Path(path).name, session, evaluator, len(scores), now)
+    agents = tuple(sorted({s.agent_id for s in scores}))
     written = db.save_import(con, record, scores)
+    coaching_db.save_events(
+        con, [CoachingEvent(a, event_date, "session", session, now) for a in agents]
+    )
     kept = (
         f", {len(scores) - written} already stored (same or newer)" if written < len(scores) else ""
     )
     detail = f"session {session!r}, evaluator {evaluator!r}: {written} scores{kept}"
-    return ImportResult(str(path), "imported", detail, written)
+    return ImportResult(str(path), "imported", detail, written, agents, event_date)

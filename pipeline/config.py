@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import ConfigDict, Field, ValidationError
 from pydantic.dataclasses import dataclass
 
+from pipeline.coaching.options import CoachingOptions
 from pipeline.digit_runs import DEFAULT_OPTIONS as DEFAULT_REDACTION
 from pipeline.digit_runs import RedactOptions
 from pipeline.speakers.options import SpeakerOptions
@@ -123,8 +124,7 @@ class ProsodyOptions:
     floor_margin_db: float  # and at least this far above the noise floor
     min_snr_db: float  # the floor is taken to be at least this far below the loud level
     pitch_highpass_hz: float  # the pitch tracker sees the clip high-passed here
-    pitch_span_st: float  # voiced frames more than this above the clip's 10th percentile pitch
-    # are taken for harmonic locks (see `analyse`) and dropped
+    pitch_span_st: float  # over the clip's 10th percentile pitch: a harmonic lock, dropped
     min_voiced_frames: int  # fewer voiced frames than this: no pitch or spectral figures
     # pitch path over band and envelope candidates (see pipeline.prosody.track)
     envelope_lowpass_hz: float = 1000.0  # the squared band signal is band-passed up to this
@@ -221,6 +221,7 @@ class Config:
     alignment: AlignOptions
     speakers: SpeakerOptions
     lexicon: Lexicon
+    coaching: CoachingOptions = CoachingOptions()  # [coaching]: coaching outcomes
     sources: tuple[str, ...] = ()  # the files and variables this config was read from
 
 

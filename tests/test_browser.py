@@ -13,18 +13,29 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+from datetime import date
 from pathlib import Path
 
 import pytest
 
 from pipeline import store
 from pipeline.calibration import import_file
+from pipeline.coaching.refresh import refresh_outcomes
 from pipeline.report import write_report
 from pipeline.report.calibration import summarise_session
 from pipeline.report.clips import CLIP_PAD_S
 from pipeline.report.index import write_all
 from tests.conftest import ROOT, require
-from tests.test_calibration import RUBRIC, SCORES, UNITS, VERDICTS, expected_alpha
+from tests.test_calibration import (
+    HELD,
+    RUBRIC,
+    SCORES,
+    UNITS,
+    VERDICTS,
+    expected_alpha,
+    exported,
+    write_json,
+)
 from tests.test_report import AGENT, ALIGNED, CALL_S, CONFIG, build_db
 
 ARTIFACTS = ROOT / "test-artifacts"
@@ -214,7 +225,7 @@ def test_agent_page_in_a_real_browser(playwright, site, tmp_path: Path) -> None:
     con = store.connect(db)
     try:
         for path in (exported, csv_path):
-            result = import_file(con, path, RUBRIC)
+            result = import_file(con, path, RUBRIC, HELD)
             assert result.status == "imported", result.detail
         assert result.n_scores == 0  # the CSV repeats the JSON's scores: nothing new
         n = con.execute("SELECT count(*) FROM calibration_scores").fetchone()[0]
@@ -237,8 +248,8 @@ def test_three_evaluators_score_through_the_page(playwright, site, tmp_path: Pat
     con = store.connect(db)
     try:
         for path in files:
-            assert import_file(con, path, RUBRIC).status == "imported"
-        assert all(import_file(con, p, RUBRIC).status == "already imported" for p in files)
+            assert import_file(con, path, RUBRIC, HELD).status == "imported"
+        assert all(import_file(con, p, RUBRIC, HELD).status == "already imported" for p in files)
         summary = summarise_session(con, SESSION, RUBRIC)
     finally:
         con.close()
@@ -278,6 +289,86 @@ def test_team_overview_in_a_real_browser(playwright, site, tmp_path: Path) -> No
         page.locator(f'a[href="{AGENT}.html"]').click()
         page.wait_for_load_state("load")
         assert page.url.endswith(f"/{AGENT}.html")
+        assert b.errors == [] and b.outside_requests() == []
+    finally:
+        b.close()
+
+
+def test_agent_page_shows_the_coaching_timeline_with_its_windows(
+    playwright, tmp_path: Path
+) -> None:
+    """A session held between the agent's current calls: its page shows each outcome figure
+    over the calendar with the event marked and the early, before and after windows shaded
+    where the outcome's windows are, each call's dot inside its window; the overview lists the
+    outcome in its sortable column."""
+    db = build_db(tmp_path)
+    held = date(2024, 12, 8)  # between current calls c1 (12-01) and c2 (12-15)
+    con = store.connect(db)
+    try:
+        for evaluator in SCORES:
+            path = write_json(tmp_path, exported(evaluator))
+            assert import_file(con, path, RUBRIC, held).status == "imported"
+        refresh_outcomes(con, CONFIG.coaching)
+    finally:
+        con.close()
+    write_all(db, tmp_path / "site", CONFIG)
+    ARTIFACTS.mkdir(exist_ok=True)
+    b = Page(playwright, tmp_path / "profile-c", tmp_path)
+    try:
+        b.open(tmp_path / "site" / f"{AGENT}.html")
+        chart = b.page.locator('#coaching svg.timeline[data-figure="agitation"]')
+        chart.scroll_into_view_if_needed()
+        assert chart.is_visible()
+        shapes = chart.evaluate(
+            """svg => ({
+                 bands: [...svg.querySelectorAll('rect.band')].map(r => {
+                   const b = r.getBoundingClientRect();
+                   return {cls: r.getAttribute('class'), first: r.dataset.first,
+                           last: r.dataset.last, left: b.left, right: b.right, width: b.width};
+                 }),
+                 events: [...svg.querySelectorAll('line.event')].map(l => ({
+                   date: l.dataset.date, x: l.getBoundingClientRect().left})),
+                 dots: [...svg.querySelectorAll('circle')].map(c => ({
+                   call: c.querySelector('title').textContent.split(' ')[0],
+                   x: c.getBoundingClientRect().left + c.getBoundingClientRect().width / 2})),
+               })"""
+        )
+        bands = {s["cls"].split()[-1]: s for s in shapes["bands"]}
+        assert (bands["band-early"]["first"], bands["band-early"]["last"]) == (
+            "2024-01-20",
+            "2024-02-10",
+        )
+        assert (bands["band-before"]["first"], bands["band-before"]["last"]) == (
+            "2024-11-08",
+            "2024-12-07",
+        )
+        assert (bands["band-after"]["first"], bands["band-after"]["last"]) == (
+            "2024-12-09",
+            "2025-01-07",
+        )
+        assert all(s["width"] > 1 for s in shapes["bands"])
+        (event,) = shapes["events"]
+        assert event["date"] == str(held)
+        assert bands["band-before"]["right"] <= event["x"] + 1 <= bands["band-after"]["left"] + 2
+        dots = {d["call"]: d["x"] for d in shapes["dots"]}
+        for call, band in (("e1", "early"), ("e2", "early"), ("c1", "before"), ("c2", "after")):
+            assert (
+                bands[f"band-{band}"]["left"] - 4
+                <= dots[call]
+                <= bands[f"band-{band}"]["right"] + 4
+            )
+        row = b.page.locator("#coaching table.outcomes tr", has_text="激动度 agitation")
+        cells = row.locator("td").all_inner_texts()  # event, figure, early, before, after, ...
+        assert cells[0] == str(held) and cells[3].endswith("(1)") and cells[4].endswith("(1)")
+        assert cells[-1] == "too few calls yet"  # one call a window: no verdict yet
+        b.page.locator("#coaching").screenshot(path=str(ARTIFACTS / "report-coaching.png"))
+        assert b.errors == [] and b.outside_requests() == []
+        # the overview: the coaching column sorts, blanks (uncoached agents) last
+        b.open(tmp_path / "site" / "index.html")
+        head = b.page.locator("#agents thead th", has_text="coaching outcome")
+        head.click()
+        cells = b.page.locator("#agents tbody td.coaching").all_inner_texts()
+        assert cells[0] == f"{held} · too few calls yet" and cells[-1] == "–"
         assert b.errors == [] and b.outside_requests() == []
     finally:
         b.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import date
 from pathlib import Path
 
 import krippendorff
@@ -28,6 +29,7 @@ from tests.test_report import AGENT, ALIGNED, CONFIG, build_db, without_clips
 
 RUBRIC = load_rubric()
 SESSION = "2026-Q4 校准"
+HELD = date(2026, 11, 20)  # the session's day: its name is not a date
 # (pair_id, early uid, current uid, early call, current call): the aligned answers of the db
 UNITS = [
     (pair, e[0], c[0], *pair.split("~")) for pair, e, c in ALIGNED
@@ -122,7 +124,7 @@ def db(tmp_path: Path) -> Path:
 def imported(db: Path, tmp_path: Path) -> Path:
     con = store.connect(db)
     for evaluator in SCORES:
-        result = import_file(con, write_json(tmp_path, exported(evaluator)), RUBRIC)
+        result = import_file(con, write_json(tmp_path, exported(evaluator)), RUBRIC, HELD)
         assert result.status == "imported", result.detail
     con.close()
     return db
@@ -174,22 +176,22 @@ def test_scores_line_up_with_the_figures(imported: Path) -> None:
 def test_reimporting_adds_no_rows_and_a_newer_export_replaces(db: Path, tmp_path: Path) -> None:
     con = store.connect(db)
     first = write_json(tmp_path, exported("王芳"))
-    assert import_file(con, first, RUBRIC).status == "imported"
+    assert import_file(con, first, RUBRIC, HELD).status == "imported"
     con.close()
     n = n_scores(db)
     assert n == 3 * 8 + 3  # 8 item scores and one verdict row per answer pair
 
     con = store.connect(db)
-    again = import_file(con, first, RUBRIC)
+    again = import_file(con, first, RUBRIC, HELD)
     copy = tmp_path / "copy.json"
     copy.write_bytes(first.read_bytes())
-    same_content = import_file(con, copy, RUBRIC)
+    same_content = import_file(con, copy, RUBRIC, HELD)
     later = exported("王芳", stamp="2026-11-21T02:00:00Z")
     later["scores"][0]["current"]["patience"] = 3  # changed their mind the next day
-    newer = import_file(con, write_json(tmp_path, later, "later.json"), RUBRIC)
+    newer = import_file(con, write_json(tmp_path, later, "later.json"), RUBRIC, HELD)
     older = exported("王芳", stamp="2026-11-19T02:00:00Z")
     older["scores"][0]["current"]["patience"] = 1
-    stale = import_file(con, write_json(tmp_path, older, "older.json"), RUBRIC)
+    stale = import_file(con, write_json(tmp_path, older, "older.json"), RUBRIC, HELD)
     patience = con.execute(
         "SELECT score FROM calibration_scores WHERE pair_id = 'e1~c1' AND early_utterance_id = 1 "
         "AND side = 'current' AND item = 'patience'"
@@ -237,7 +239,7 @@ def _bad_file(kind: str, folder: Path) -> Path:
 @pytest.mark.parametrize("kind", sorted(BAD))
 def test_malformed_file_is_refused_with_its_reason(db: Path, tmp_path: Path, kind: str) -> None:
     con = store.connect(db)
-    result = import_file(con, _bad_file(kind, tmp_path), RUBRIC)
+    result = import_file(con, _bad_file(kind, tmp_path), RUBRIC, HELD)
     con.close()
     assert result.status == "refused"
     assert __import__("re").search(BAD[kind][1], result.detail), result.detail
@@ -261,7 +263,7 @@ def test_csv_export_imports_like_json(db: Path, tmp_path: Path) -> None:
     path = tmp_path / "calibration.csv"
     path.write_bytes(("\ufeff" + "\r\n".join(lines) + "\r\n").encode("utf-8"))
     con = store.connect(db)
-    result = import_file(con, path, RUBRIC)
+    result = import_file(con, path, RUBRIC, HELD)
     comments = con.execute(
         "SELECT comment FROM calibration_scores WHERE item = 'drifted' ORDER BY pair_id"
     ).fetchall()
@@ -301,7 +303,7 @@ def test_cli_imports_and_summarises(db: Path, tmp_path: Path) -> None:
     bad = _bad_file("score_out_of_scale", tmp_path)
     cli = [sys.executable, "-m", "callreview.cli", "calibrate"]
     out = subprocess.run(
-        [*cli, "import", *files, str(bad), "--db", str(db)],
+        [*cli, "import", *files, str(bad), "--db", str(db), "--date", HELD.isoformat()],
         capture_output=True,
         text=True,
         timeout=300,

@@ -354,7 +354,8 @@ def test_drift_summary_most_worrying_first(db: Path) -> None:
 
 def test_charts_are_inline_svg_with_cohort_colours(db: Path) -> None:
     html = render(db)
-    assert html.count("<svg") == 6
+    tenure = html.split('id="charts"', 1)[1].split('id="coaching"', 1)[0]
+    assert tenure.count("<svg") == 6  # the coaching timelines follow in their own section
     assert html.count('class="pt-early"') == 6 * 2 and html.count('class="pt-current"') == 6 * 2
 
 

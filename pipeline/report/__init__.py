@@ -8,6 +8,8 @@ Page, top to bottom:
   header          agent, early/current call counts, date range, when generated
   drift summary   agent_drift, most worrying change first, coloured by direction and size
   tenure charts   a few key call metrics against tenure_days (recorded_at without a hire date)
+  coaching        the outcome figures over the calendar, coaching events marked, the early,
+                  before and after windows shaded, and each event's outcomes (.coaching)
   overview        current-call agent utterances flagged agitated or impatient
   call pairs      call_pairs side by side, then aligned_utterances in order: customer context,
                   early | current text, the figures that changed most, clips (early, then current),
@@ -36,6 +38,7 @@ from pipeline.config import Config
 from pipeline.report import calibration, views
 from pipeline.report.charts import CHART_METRICS, COHORT_COLOURS, tenure_charts
 from pipeline.report.clips import CLIP_PAD_S, ClipCutter
+from pipeline.report.coaching import coaching_view
 from pipeline.rubric import DEFAULT_RUBRIC, Rubric, load_rubric
 from pipeline.store import reads
 
@@ -124,6 +127,7 @@ def build_report(
             mixed_versions=views.mixed_versions(drift),
             charts=charts,
             x_is_date=x_is_date,
+            coaching=coaching_view(con, agent_id, config.coaching, catalogue),
             colours=COHORT_COLOURS,
             flagged=views.flagged(flagged, high),
             n_flagged=len(flagged),

@@ -24,6 +24,7 @@ from pipeline.config import Config
 from pipeline.report import build_report, environment, fmt
 from pipeline.report.charts import COHORT_COLOURS
 from pipeline.rubric import DEFAULT_RUBRIC, Rubric, load_rubric
+from pipeline.store import coaching as coaching_db
 from pipeline.store import reads
 
 INDEX_TEMPLATE = "index.html.j2"
@@ -62,6 +63,7 @@ class AgentRow:
     cells: tuple[Cell, ...]
     too_few: str  # why the deltas are thin, '' when both cohorts are big enough
     trend: Markup
+    coaching: Cell  # the latest coaching event's outcome
 
 
 def page_name(agent_id: str, taken: set[str]) -> str:
@@ -93,6 +95,25 @@ def _cell(row: pd.Series | None, info: MetricInfo, thin: bool) -> Cell:
     return Cell(fmt.num(delta, signed=True), delta, "thin" if thin else verdict, title)
 
 
+def coaching_cell(outcomes: pd.DataFrame) -> Cell:
+    """The latest event's outcomes of one agent (coaching_outcomes rows, one per figure):
+    how many figures improved and got worse; sorts by improved minus worse."""
+    if outcomes.empty:
+        return Cell(fmt.MISSING, None, "na", "no coaching event recorded")
+    day = fmt.date(outcomes["event_date"].iloc[0])
+    verdicts = outcomes["verdict"].fillna("not computed yet")
+    title = f"{day}: " + "; ".join(
+        f"{f} {v}" for f, v in zip(outcomes["figure"].fillna("–"), verdicts, strict=True)
+    )
+    judged = verdicts[~verdicts.isin(["too few calls yet", "not computed yet"])]
+    if judged.empty:
+        return Cell(f"{day} · too few calls yet", None, "thin", title)
+    better, worse = int((judged == "improved").sum()), int((judged == "worse").sum())
+    net = better - worse
+    verdict = "better" if net > 0 else "worse" if net < 0 else "flat"
+    return Cell(f"{day} · {better} improved, {worse} worse", float(net), verdict, title)
+
+
 def sparkline(points: pd.DataFrame) -> Markup:
     """Values of one agent's calls in time order (value, cohort): a line with cohort dots."""
     pts = points.dropna(subset=["value"]).reset_index(drop=True)
@@ -122,6 +143,7 @@ def agent_rows(
 ) -> list[AgentRow]:
     drift = reads.drift_of(con, [m for _, m in COLUMNS]).set_index(["agent_id", "metric"])
     trend = reads.metric_by_call(con, TREND_METRIC)
+    coaching = coaching_db.latest_event_outcomes(con)
     rows = []
     for r in reads.agent_counts(con).itertuples():
         short = [
@@ -150,6 +172,7 @@ def agent_rows(
                 cells=cells,
                 too_few="too few calls: " + ", ".join(short) if short else "",
                 trend=sparkline(trend[trend["agent_id"] == r.agent_id]),
+                coaching=coaching_cell(coaching[coaching["agent_id"] == r.agent_id]),
             )
         )
     return rows

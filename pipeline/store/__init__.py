@@ -6,6 +6,7 @@ writes.py   what a run writes: runs, calls, failures, derived tables
 history.py  what a run reads back: done calls, the base tables, the drift summary
 reads.py    what the calibration report reads
 calibration.py  calibration sessions: imported scores and files, the agreement reads
+coaching.py  coaching events, the call figures their outcomes are computed from, the outcomes
 voices.py   agents' voice prints (kept across runs) and how each call's speech was attributed
 remask.py   masking stored text again when the PII rules change
 """

@@ -120,3 +120,29 @@ def unit_texts(con: duckdb.DuckDBPyConnection, pair_ids: Sequence[str]) -> pd.Da
         "FROM aligned_utterances WHERE list_contains(?, pair_id)",
         [list(pair_ids)],
     ).df()
+
+
+def all_agreement(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """The calibration_agreement view's rows of every session (`calibrate fit`)."""
+    return con.execute("SELECT * FROM calibration_agreement").df()
+
+
+def drift_verdicts(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Every evaluator's `drifted` verdict (1 yes, 0 no) on every aligned answer pair."""
+    return con.execute(
+        "SELECT session, evaluator, current_call_id, pair_id, early_utterance_id, "
+        "current_utterance_id, score FROM calibration_scores "
+        "WHERE side = 'pair' AND item = 'drifted' AND score IS NOT NULL"
+    ).df()
+
+
+def call_values(
+    con: duckdb.DuckDBPyConnection, call_ids: Sequence[str], metrics: Sequence[str]
+) -> pd.DataFrame:
+    """call_id and the given call_metrics columns (names checked against the view) of calls."""
+    known = {r[0] for r in con.execute("DESCRIBE call_metrics").fetchall()}
+    cols = "".join(f", {m}" for m in dict.fromkeys(metrics) if m in known)
+    return con.execute(
+        f"SELECT call_id{cols} FROM call_metrics WHERE list_contains(?, call_id)",
+        [list(call_ids)],
+    ).df()

@@ -17,6 +17,7 @@ from dataclasses import dataclass, fields
 from datetime import date, datetime
 
 from pipeline import records, rows
+from pipeline.coaching.records import CoachingEvent, CoachingResult
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,9 @@ TABLES: tuple[Table, ...] = (
         ),
     ),
     Table("calibration_imports", (records.CalibrationImport,), ("source_sha256",)),
+    # coaching: events recorded or taken from sessions; outcomes recomputed after each run
+    Table("coaching_events", (CoachingEvent,), ("agent_id", "event_date")),
+    Table("coaching_results", (CoachingResult,), ("agent_id", "event_date", "figure")),
 )
 TABLE = {t.name: t for t in TABLES}
 DERIVED_TABLES = tuple(t.name for t in TABLES if t.derived)
@@ -141,6 +145,13 @@ LEFT JOIN utterances u
 LEFT JOIN aligned_utterances a
   ON a.pair_id = s.pair_id AND a.early_utterance_id = s.early_utterance_id
   AND a.current_utterance_id = s.current_utterance_id;
+
+-- One row per coaching event and outcome figure (docs/CONTRACTS.md, "Coaching outcomes"); an
+-- event whose outcomes are not computed yet has one row with null figure columns.
+CREATE OR REPLACE VIEW coaching_outcomes AS
+SELECT e.agent_id, e.event_date, e.source, e.session, r.* EXCLUDE (agent_id, event_date)
+FROM coaching_events e
+LEFT JOIN coaching_results r USING (agent_id, event_date);
 """
 
 

@@ -7,7 +7,9 @@ checkpoint, copy to `<db>.publishing`, fsync, then an atomic rename over `<db>`.
 has the old file open keeps the snapshot it opened (on Linux the rename leaves its inode alone);
 the next reader opens the new one. A crash at any moment leaves the working file with every
 committed call (DuckDB replays its WAL) and the published file untouched; the next run resumes
-from the working file and publishes.
+from the working file and publishes. What the command line writes into the published file
+between runs (calibration imports, coaching events) is carried into the working file when a run
+starts (KEPT_FROM_PUBLISHED), so publishing does not lose it.
 """
 
 from __future__ import annotations
@@ -18,9 +20,17 @@ from pathlib import Path
 
 import duckdb
 
-from pipeline.store.db import StoreLockedError, connect
+from pipeline.store.db import StoreLockedError, connect, transaction
 
 WORK_SUFFIX = ".work"
+# Tables the command line writes into the published file (calibration imports, coaching events
+# and the outcomes recomputed with them), carried into the working file when a run starts.
+KEPT_FROM_PUBLISHED = (
+    "calibration_scores",
+    "calibration_imports",
+    "coaching_events",
+    "coaching_results",
+)
 PUBLISHING_SUFFIX = ".publishing"
 
 
@@ -39,12 +49,40 @@ def open_for_run(db: str | Path) -> duckdb.DuckDBPyConnection:
     if not work.exists() and db.exists():
         shutil.copyfile(db, work)
     try:
-        return connect(work)
+        con = connect(work)
     except StoreLockedError as e:
         raise StoreLockedError(
             f"another run is writing {db} (its working file {work} is "
             f"locked); wait for it to finish.\n{e}"
         ) from e
+    if db.exists():
+        _take_published(con, db)
+    return con
+
+
+def _take_published(con: duckdb.DuckDBPyConnection, db: Path) -> None:
+    """Bring the command line's writes into the working file. `calibrate import` and `calibrate
+    session` write the published file (the one users name); the run never writes those tables,
+    so at its start the published rows are the ones in force. Without this, a working file kept
+    from the last run would publish over them and lose them."""
+    try:
+        con.execute("ATTACH ? AS published (READ_ONLY)", [str(db)])
+    except duckdb.Error as e:
+        con.close()
+        raise StoreLockedError(f"cannot read {db} to carry its calibration scores over: {e}") from e
+    try:
+        have = {
+            r[0]
+            for r in con.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE database_name = 'published'"
+            ).fetchall()
+        }
+        with transaction(con):
+            for table in (t for t in KEPT_FROM_PUBLISHED if t in have):
+                con.execute(f"DELETE FROM main.{table}")
+                con.execute(f"INSERT INTO main.{table} BY NAME SELECT * FROM published.{table}")
+    finally:
+        con.execute("DETACH published")
 
 
 def publish(con: duckdb.DuckDBPyConnection, db: str | Path) -> Path:
