@@ -1,0 +1,58 @@
+"""Finding a Matcher's phrases and expressions in one turn's text.
+
+Transcripts carry ASR errors: Whisper swaps a homophone (理解 -> 里解) or a near character.
+A phrase of `min_chars` or more characters therefore also matches a same-length stretch that
+differs in one character; shorter phrases (不行, 没办法) must match exactly, since one changed
+character in three is another word. Exemptions always match exactly: they carve out known
+harmless readings, and widening them would hide real hits.
+"""
+
+from __future__ import annotations
+
+from pipeline.behaviours.spec import Matcher
+
+Span = tuple[int, int]
+
+
+def _exact(text: str, phrase: str) -> list[Span]:
+    out, start = [], text.find(phrase)
+    while start >= 0:
+        out.append((start, start + len(phrase)))
+        start = text.find(phrase, start + 1)
+    return out
+
+
+def _one_off(text: str, phrase: str) -> list[Span]:
+    """Stretches of text that equal the phrase but for at most one character.
+
+    One substitution leaves either the phrase's first half or its second half intact, so only
+    windows around an exact occurrence of a half are compared: a handful per turn.
+    """
+    n, half = len(phrase), len(phrase) // 2
+    starts = {s for s, _ in _exact(text, phrase[:half])}
+    starts |= {s - half for s, _ in _exact(text, phrase[half:])}
+    out = []
+    for s in sorted(starts):
+        window = text[s : s + n] if s >= 0 else ""
+        if len(window) == n and sum(a != b for a, b in zip(window, phrase, strict=True)) <= 1:
+            out.append((s, s + n))
+    return out
+
+
+def phrase_spans(text: str, phrase: str, min_chars: int, fuzzy: bool) -> list[Span]:
+    if fuzzy and len(phrase) >= min_chars:
+        return _one_off(text, phrase)
+    return _exact(text, phrase)
+
+
+def _overlaps(span: Span, others: list[Span]) -> bool:
+    return any(span[0] < end and start < span[1] for start, end in others)
+
+
+def find(text: str, matcher: Matcher, min_chars: int) -> list[Span]:
+    """Every span of text the matcher hits, exempt stretches removed, in text order."""
+    exempt = [s for p in matcher.exempt for s in _exact(text, p)]
+    exempt += [m.span() for r in matcher.exempt_regexes for m in r.finditer(text)]
+    spans = [s for p in matcher.phrases for s in phrase_spans(text, p, min_chars, matcher.fuzzy)]
+    spans += [m.span() for r in matcher.regexes for m in r.finditer(text) if m.end() > m.start()]
+    return sorted(s for s in set(spans) if not _overlaps(s, exempt))
