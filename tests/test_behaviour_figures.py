@@ -62,21 +62,39 @@ def test_a_call_s_figures_count_kinds_and_shares(spec):
         (6, "talking_down"),
     }
     fig = call_behaviours(spec, call, hits)
-    assert (fig.complaint_turns, fig.empathy_count, fig.empathy_rate) == (1, 1, 1.0)
-    assert (fig.owns_count, fig.passes_back_count, fig.ownership_share) == (1, 0, 1.0)
-    assert (fig.positive_no_count, fig.negative_refusal_count, fig.positive_no_share) == (0, 1, 0)
-    assert (fig.correction_turns, fig.admits_count, fig.argues_count) == (1, 0, 1)
-    assert fig.admits_share == 0.0
+    assert (fig.customer_complaint_turns, fig.agent_empathy_count, fig.agent_empathy_rate) == (
+        1,
+        1,
+        1.0,
+    )
+    assert (fig.agent_owns_count, fig.agent_passes_back_count, fig.agent_ownership_share) == (
+        1,
+        0,
+        1.0,
+    )
+    assert (
+        fig.agent_positive_no_count,
+        fig.agent_negative_refusal_count,
+        fig.agent_positive_no_share,
+    ) == (0, 1, 0)
+    assert (fig.customer_correction_turns, fig.agent_admits_count, fig.agent_argues_count) == (
+        1,
+        0,
+        1,
+    )
+    assert fig.agent_admits_share == 0.0
     # one talking-down utterance in 4 agent utterances of 6 s: 1 per 0.4 min
-    assert fig.talking_down_count == 1 and fig.talking_down_per_min == pytest.approx(2.5)
+    assert fig.agent_talking_down_count == 1 and fig.agent_talking_down_per_min == pytest.approx(
+        2.5
+    )
 
 
 def test_a_call_without_occasions_has_no_shares(spec):
     call = _call(("agent", GREETING), ("customer", "我查一下话费。"), ("agent", "好的，请稍等。"))
     fig = call_behaviours(spec, call, detect_call(spec, call))
-    assert fig.empathy_rate is None and fig.ownership_share is None
-    assert fig.positive_no_share is None and fig.admits_share is None
-    assert fig.talking_down_per_min == 0.0
+    assert fig.agent_empathy_rate is None and fig.agent_ownership_share is None
+    assert fig.agent_positive_no_share is None and fig.agent_admits_share is None
+    assert fig.agent_talking_down_per_min == 0.0
 
 
 def test_the_same_paragraph_read_in_three_calls_scores_high():
@@ -87,13 +105,17 @@ def test_the_same_paragraph_read_in_three_calls_scores_high():
         "c3": [GREETING, SCRIPT.replace("仍未到账", "仍未道账"), "还有别的问题吗？"],
     }
     got = agent_recitals(calls, frozenset(), EXEMPT, OPTIONS)
-    assert all(r.share is not None and r.share > 0.8 for r in got.values()), got
+    assert all(
+        r.agent_recited_share is not None and r.agent_recited_share > 0.8 for r in got.values()
+    ), got
 
 
 def test_the_same_policy_in_own_words_scores_low():
     calls = {f"c{i}": [GREETING, text] for i, text in enumerate(OWN_WORDS)}
     got = agent_recitals(calls, frozenset(), EXEMPT, OPTIONS)
-    assert all(r.share is not None and r.share < 0.1 for r in got.values()), got
+    assert all(
+        r.agent_recited_share is not None and r.agent_recited_share < 0.1 for r in got.values()
+    ), got
 
 
 def test_reading_the_knowledge_base_scores_high_in_a_single_call(tmp_path):
@@ -101,20 +123,39 @@ def test_reading_the_knowledge_base_scores_high_in_a_single_call(tmp_path):
     kb = knowledge_base(tmp_path, EXEMPT, OPTIONS.n)
     read = agent_recitals({"c1": [SCRIPT]}, kb, EXEMPT, OPTIONS)["c1"]
     own = agent_recitals({"c1": [OWN_WORDS[0]]}, kb, EXEMPT, OPTIONS)["c1"]
-    assert read.share == 1.0 and own.share == 0.0
+    assert read.agent_recited_share == 1.0 and own.agent_recited_share == 0.0
     assert knowledge_base(None, EXEMPT, OPTIONS.n) == frozenset()
 
 
 def test_fixed_wording_on_the_exemption_list_is_not_reciting():
     closing = "感谢您的来电，祝您生活愉快，再见。"
     calls = {f"c{i}": [GREETING + text + closing] for i, text in enumerate(OWN_WORDS)}
-    assert all(r.share == 0.0 for r in agent_recitals(calls, frozenset(), EXEMPT, OPTIONS).values())
+    assert all(
+        r.agent_recited_share == 0.0
+        for r in agent_recitals(calls, frozenset(), EXEMPT, OPTIONS).values()
+    )
     # without the list, the greeting and closing repeated in every call count as recited
     bare = agent_recitals(calls, frozenset(), (), OPTIONS)
-    assert all(r.share and r.share > 0.1 for r in bare.values())
+    assert all(r.agent_recited_share and r.agent_recited_share > 0.1 for r in bare.values())
     assert segments("您好，很高兴为您服务，七天内", EXEMPT) == ["7天内"]
 
 
 def test_short_replies_are_not_explanations():
     calls = {f"c{i}": ["好的，稍等，我看一下。"] for i in range(3)}
-    assert all(r.share is None for r in agent_recitals(calls, frozenset(), (), OPTIONS).values())
+    assert all(
+        r.agent_recited_share is None
+        for r in agent_recitals(calls, frozenset(), (), OPTIONS).values()
+    )
+
+
+def test_a_complaint_answered_over_several_utterances_is_one_occasion(spec):
+    call = _call(
+        ("customer", "快递晚了一个星期了，太过分了！"),
+        ("agent", "好的。"),
+        ("agent", "换作是我也会着急的，实在抱歉。"),
+        ("customer", "我的宽带也坏了。"),
+        ("agent", "请问您的宽带账号是多少？"),
+    )
+    fig = call_behaviours(spec, call, detect_call(spec, call))
+    assert (fig.customer_complaint_turns, fig.agent_empathy_count) == (2, 1)
+    assert fig.agent_empathy_rate == 0.5

@@ -136,11 +136,11 @@ def test_turns_give_each_agent_utterance_the_customer_speech_before_it():
             (6, "agent", "还有别的吗"),
         ]
     )
-    assert [(t.utterance_id, t.customer) for t in got] == [
-        (0, ""),
-        (3, "我等了很久太慢了！"),
-        (4, "我等了很久太慢了！"),
-        (6, "好"),
+    assert [(t.utterance_id, t.customer, t.answers) for t in got] == [
+        (0, "", -1),
+        (3, "我等了很久太慢了！", 0),
+        (4, "我等了很久太慢了！", 0),
+        (6, "好", 1),
     ]
 
 

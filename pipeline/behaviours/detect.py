@@ -29,6 +29,7 @@ class Turn:
     utterance_id: int  # the agent utterance
     customer: str  # the customer's speech just before this agent turn ("" if none)
     agent: str
+    answers: int  # which run of customer speech it answers (0, 1, ...; -1: none yet)
 
 
 def contexts(spec: BehaviourSpec, customer: str) -> frozenset[str]:
@@ -67,12 +68,13 @@ def turns(utterances: Iterable[tuple[int, str, str]]) -> list[Turn]:
     block: list[str] = []  # the customer's current run
     context = ""
     previous = ""
+    answers = -1
     for utterance_id, speaker, text in utterances:
         if speaker == "customer":
             block = block + [text] if previous == "customer" else [text]
         else:
             if previous == "customer":
-                context = "".join(block)
-            out.append(Turn(utterance_id, context, text))
+                context, answers = "".join(block), answers + 1
+            out.append(Turn(utterance_id, context, text, answers))
         previous = speaker
     return out

@@ -5,7 +5,7 @@ two-sided behaviour also gets a share, the good side over both sides, which is w
 reads ("of the times this agent said no, how often with an alternative"); a share is None when
 neither side occurred, so a call without refusals is not scored 0 or 1. Empathy is a rate over
 the occasions for it: agent utterances answering a complaint. Talking down, a veto item, is a
-count and a rate per agent minute, so long calls are not penalised for their length alone.
+count and a rate per minute of agent speech, so long calls are not penalised for their length alone.
 """
 
 from __future__ import annotations
@@ -39,21 +39,21 @@ class UtteranceBehaviour:
 
 @dataclass(frozen=True)
 class CallBehaviours:
-    complaint_turns: int  # agent utterances answering a customer complaint
-    empathy_count: int  # of those, how many acknowledged it
-    empathy_rate: float | None  # empathy_count / complaint_turns
-    owns_count: int
-    passes_back_count: int
-    ownership_share: float | None  # owns / (owns + passes_back)
-    positive_no_count: int
-    negative_refusal_count: int
-    positive_no_share: float | None  # positive / (positive + negative)
-    correction_turns: int  # agent utterances answering a customer's correction
-    admits_count: int
-    argues_count: int
-    admits_share: float | None  # admits / (admits + argues)
-    talking_down_count: int
-    talking_down_per_min: float | None  # per minute of agent speech
+    customer_complaint_turns: int  # customer turns with a complaint the agent answered
+    agent_empathy_count: int  # of those, how many the agent's reply acknowledged
+    agent_empathy_rate: float | None  # empathy_count / complaint_turns
+    agent_owns_count: int
+    agent_passes_back_count: int
+    agent_ownership_share: float | None  # owns / (owns + passes_back)
+    agent_positive_no_count: int
+    agent_negative_refusal_count: int
+    agent_positive_no_share: float | None  # positive / (positive + negative)
+    customer_correction_turns: int  # customer turns correcting the agent, answered
+    agent_admits_count: int
+    agent_argues_count: int
+    agent_admits_share: float | None  # admits / (admits + argues)
+    agent_talking_down_count: int
+    agent_talking_down_per_min: float | None  # per minute of agent speech
 
 
 def _share(good: int, bad: int) -> float | None:
@@ -76,25 +76,29 @@ def call_behaviours(
     def n(kind: str) -> int:
         return sum(h.kind == kind for h in hits)
 
+    # Occasions are customer turns, not agent utterances: a reply cut into three utterances is
+    # one answer, and acknowledging a complaint once in it is enough.
     agent_turns = turns((u.utterance_id, u.speaker, u.text) for u in utterances)
-    where = [contexts(spec, t.customer) for t in agent_turns]
-    complaint_turns = sum("complaint" in c for c in where)
+    where = {t.answers: contexts(spec, t.customer) for t in agent_turns if t.answers >= 0}
+    answered = {t.utterance_id: t.answers for t in agent_turns}
+    complaints = {k for k, c in where.items() if "complaint" in c}
+    empathic = {answered[h.utterance_id] for h in hits if h.kind == "empathy"}
     agent_s = sum(u.duration_s for u in utterances if u.speaker == "agent")
     talking_down = n("talking_down")
     return CallBehaviours(
-        complaint_turns=complaint_turns,
-        empathy_count=n("empathy"),
-        empathy_rate=n("empathy") / complaint_turns if complaint_turns else None,
-        owns_count=n("owns"),
-        passes_back_count=n("passes_back"),
-        ownership_share=_share(n("owns"), n("passes_back")),
-        positive_no_count=n("positive_alternative"),
-        negative_refusal_count=n("negative_refusal"),
-        positive_no_share=_share(n("positive_alternative"), n("negative_refusal")),
-        correction_turns=sum("correction" in c for c in where),
-        admits_count=n("admits"),
-        argues_count=n("argues"),
-        admits_share=_share(n("admits"), n("argues")),
-        talking_down_count=talking_down,
-        talking_down_per_min=talking_down / (agent_s / 60) if agent_s > 0 else None,
+        customer_complaint_turns=len(complaints),
+        agent_empathy_count=len(empathic & complaints),
+        agent_empathy_rate=len(empathic & complaints) / len(complaints) if complaints else None,
+        agent_owns_count=n("owns"),
+        agent_passes_back_count=n("passes_back"),
+        agent_ownership_share=_share(n("owns"), n("passes_back")),
+        agent_positive_no_count=n("positive_alternative"),
+        agent_negative_refusal_count=n("negative_refusal"),
+        agent_positive_no_share=_share(n("positive_alternative"), n("negative_refusal")),
+        customer_correction_turns=sum("correction" in c for c in where.values()),
+        agent_admits_count=n("admits"),
+        agent_argues_count=n("argues"),
+        agent_admits_share=_share(n("admits"), n("argues")),
+        agent_talking_down_count=talking_down,
+        agent_talking_down_per_min=talking_down / (agent_s / 60) if agent_s > 0 else None,
     )

@@ -36,9 +36,9 @@ class ReciteOptions:
 
 @dataclass(frozen=True)
 class Recital:
-    chars: int  # explanation characters in the call
-    recited_chars: int  # of those, covered by an n-gram found elsewhere
-    share: float | None  # recited_chars / chars; None without explanations
+    agent_explanation_chars: int  # explanation characters in the call
+    agent_recited_chars: int  # of those, covered by an n-gram found elsewhere
+    agent_recited_share: float | None  # recited / explanation characters; None without any
 
 
 def segments(text: str, exempt: Sequence[str]) -> list[str]:
