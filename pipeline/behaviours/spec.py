@@ -14,9 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.errors import ConfigError
 
-class BehaviourSpecError(ValueError):
-    """A behaviour pattern file is wrong; the message starts with `file:line:`."""
+
+class BehaviourSpecError(ConfigError):
+    """A behaviour pattern file is wrong; the message starts with `file:line:`. A ConfigError:
+    the run stops at start-up with the settings errors' exit status and one error line."""
 
 
 @dataclass(frozen=True)
