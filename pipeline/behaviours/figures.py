@@ -79,7 +79,8 @@ def call_behaviours(
     # Occasions are customer turns, not agent utterances: a reply cut into three utterances is
     # one answer, and acknowledging a complaint once in it is enough.
     agent_turns = turns((u.utterance_id, u.speaker, u.text) for u in utterances)
-    where = {t.answers: contexts(spec, t.customer) for t in agent_turns if t.answers >= 0}
+    first = {t.answers: t.customer for t in agent_turns if t.answers >= 0}  # one per occasion
+    where = {k: contexts(spec, text) for k, text in first.items()}
     answered = {t.utterance_id: t.answers for t in agent_turns}
     complaints = {k for k, c in where.items() if "complaint" in c}
     empathic = {answered[h.utterance_id] for h in hits if h.kind == "empathy"}

@@ -9,6 +9,8 @@ harmless readings, and widening them would hide real hits.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from pipeline.behaviours.spec import Matcher
 
 Span = tuple[int, int]
@@ -39,10 +41,16 @@ def _one_off(text: str, phrase: str) -> list[Span]:
     return out
 
 
-def phrase_spans(text: str, phrase: str, min_chars: int, fuzzy: bool) -> list[Span]:
-    if fuzzy and len(phrase) >= min_chars:
-        return _one_off(text, phrase)
-    return _exact(text, phrase)
+@lru_cache(maxsize=512)
+def _plan(
+    phrases: tuple[str, ...], min_chars: int, fuzzy: bool
+) -> tuple[tuple[str, str, str], ...]:
+    """(phrase, what must occur, or else what must occur) per phrase: the phrase and "" when it
+    matches exactly, its two halves when one substituted character is tolerated."""
+    return tuple(
+        (p, p[: len(p) // 2], p[len(p) // 2 :]) if fuzzy and len(p) >= min_chars else (p, p, "")
+        for p in phrases
+    )
 
 
 def _overlaps(span: Span, others: list[Span]) -> bool:
@@ -52,8 +60,15 @@ def _overlaps(span: Span, others: list[Span]) -> bool:
 def find(text: str, matcher: Matcher, min_chars: int) -> list[Span]:
     """Every span of text the matcher hits, exempt stretches removed, in text order (the longest
     first where several start together: the evidence quotes 我没说错, not 我没说)."""
+    spans: list[Span] = []
+    for phrase, first, second in _plan(matcher.phrases, min_chars, matcher.fuzzy):
+        # two substring tests settle the common case (no phrase of the list in the turn): a
+        # night recomputes millions of utterances
+        if first in text or (second and second in text):
+            spans += _one_off(text, phrase) if second else _exact(text, phrase)
+    spans += [m.span() for r in matcher.regexes for m in r.finditer(text) if m.end() > m.start()]
+    if not spans:
+        return []
     exempt = [s for p in matcher.exempt for s in _exact(text, p)]
     exempt += [m.span() for r in matcher.exempt_regexes for m in r.finditer(text)]
-    spans = [s for p in matcher.phrases for s in phrase_spans(text, p, min_chars, matcher.fuzzy)]
-    spans += [m.span() for r in matcher.regexes for m in r.finditer(text) if m.end() > m.start()]
     return sorted((s for s in set(spans) if not _overlaps(s, exempt)), key=lambda s: (s[0], -s[1]))
