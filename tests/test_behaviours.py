@@ -176,3 +176,28 @@ def test_held_out_figures_do_not_fall_below_the_quoted_ones(spec):
     for sc in score(spec, read_snippets(SNIPPETS / "held_out.tsv")):
         assert sc.precision >= floors[sc.behaviour][0], sc
         assert sc.recall >= floors[sc.behaviour][1], sc
+
+
+def test_a_wrong_pattern_file_stops_the_settings_load(tmp_path):
+    from pipeline.config import ConfigError, load_config
+
+    bad = MINIMAL.replace('phrases = ["理解您的心情"]', "phrases = [\"x\"]\nregex = ['[']")
+    (tmp_path / "mine.toml").write_text(bad, encoding="utf-8")
+    (tmp_path / "callreview.toml").write_text('[lexicon]\nbehaviours = "mine.toml"\n')
+    with pytest.raises(ConfigError, match=r"mine\.toml:15: bad regular expression"):
+        load_config(tmp_path / "callreview.toml", env={}, cwd=tmp_path)
+    (tmp_path / "callreview.toml").write_text('[lexicon]\nknowledge_base = "scripts"\n')
+    with pytest.raises(ConfigError, match="knowledge-base folder not found"):
+        load_config(tmp_path / "callreview.toml", env={}, cwd=tmp_path)
+    (tmp_path / "scripts").mkdir()
+    config = load_config(tmp_path / "callreview.toml", env={}, cwd=tmp_path)
+    assert config.lexicon.behaviours.knowledge_base == str(tmp_path / "scripts")
+
+
+def test_a_broken_expression_in_the_shipped_file_is_placed_on_its_own_line(tmp_path):
+    text = SHIPPED.read_text(encoding="utf-8")
+    good, bad = "'都说了\\S{0,3}遍'", "'都说了\\S{0,3遍('"
+    assert good in text
+    line = next(i + 1 for i, row in enumerate(text.splitlines()) if good in row)
+    with pytest.raises(BehaviourSpecError, match=rf"b\.toml:{line}: bad regular expression"):
+        _load(tmp_path, text.replace(good, bad))

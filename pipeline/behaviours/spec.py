@@ -129,7 +129,9 @@ def _regexes(
         try:
             out.append(re.compile(text))
         except re.error as e:
-            line = lines.find(span, text, text.replace("\\", "\\\\"), f"{key} =")
+            # the expression as written: a literal '...' string, or a basic "..." one
+            quoted = (f"'{text}'", '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"')
+            line = lines.find(span, *quoted, f"{key} =")
             raise BehaviourSpecError(
                 f"{path}:{line}: bad regular expression {text!r}: {e}"
             ) from None
