@@ -188,7 +188,7 @@ def load_behaviours(path: Path) -> BehaviourSpec:
     settings = _check_keys(
         path, lines, lines.table("settings"), raw.get("settings", {}), _SETTINGS_KEYS, "[settings]"
     )
-    fuzzy_min = settings.get("fuzzy_min_chars", 4)
+    fuzzy_min = settings.get("fuzzy_min_chars", 5)
     if not isinstance(fuzzy_min, int) or fuzzy_min < 2:
         line = lines.find(lines.table("settings"), "fuzzy_min_chars")
         raise BehaviourSpecError(f"{path}:{line}: fuzzy_min_chars must be an integer >= 2")
