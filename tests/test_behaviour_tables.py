@@ -129,3 +129,10 @@ def test_veto_flags_fire_with_the_turns_as_evidence(con):
     listed = flagged_utterances(con, "A01", agitation_high=99.0)
     assert list(listed["text"]) == [CURRENT[3][1], CURRENT[3][1]]  # one per current call
     assert set(listed["behaviours"]) == {"argues: 我没说错; talking_down: 这是常识"}
+
+
+def test_the_report_lists_why_with_the_words_that_fired(con):
+    from pipeline.report.views import flagged
+
+    rows = flagged(flagged_utterances(con, "A01", agitation_high=99.0), agitation_high=99.0)
+    assert rows[0].reasons == ("知错不改 argues «我没说错»", "服务姿态过高 talking down «这是常识»")
