@@ -201,3 +201,19 @@ def test_a_broken_expression_in_the_shipped_file_is_placed_on_its_own_line(tmp_p
     line = next(i + 1 for i, row in enumerate(text.splitlines()) if good in row)
     with pytest.raises(BehaviourSpecError, match=rf"b\.toml:{line}: bad regular expression"):
         _load(tmp_path, text.replace(good, bad))
+
+
+def test_an_edited_pattern_file_changes_the_settings_fingerprint(tmp_path):
+    """The fingerprint decides whether a run recomputes every agent's derived rows: an edited
+    pattern re-scores the whole history from its stored text, as an edited rule threshold does."""
+    from pipeline.config import load_config
+    from pipeline.review import settings_fingerprint
+
+    shipped = load_config(None, env={}, cwd=tmp_path)
+    edited = SHIPPED.read_text(encoding="utf-8").replace('"这是常识", ', '"这是常识", "你懂不懂", ')
+    (tmp_path / "mine.toml").write_text(edited, encoding="utf-8")
+    (tmp_path / "callreview.toml").write_text('[lexicon]\nbehaviours = "mine.toml"\n')
+    mine = load_config(tmp_path / "callreview.toml", env={}, cwd=tmp_path)
+    assert settings_fingerprint(shipped, {}) != settings_fingerprint(mine, {})
+    same = load_config(tmp_path / "callreview.toml", env={}, cwd=tmp_path)
+    assert settings_fingerprint(mine, {}) == settings_fingerprint(same, {})
