@@ -217,3 +217,13 @@ def test_an_edited_pattern_file_changes_the_settings_fingerprint(tmp_path):
     assert settings_fingerprint(shipped, {}) != settings_fingerprint(mine, {})
     same = load_config(tmp_path / "callreview.toml", env={}, cwd=tmp_path)
     assert settings_fingerprint(mine, {}) == settings_fingerprint(same, {})
+
+
+def test_ascii_punctuation_as_whisper_writes_it_reads_like_chinese_punctuation(spec):
+    for comma in ("，", ","):
+        hits = detect_turn(spec, f"不对{comma}是五号楼。", f"不好意思{comma}是我记错了。")
+        assert [h.kind for h in hits] == ["admits"], comma
+        complaint = f"我等了一个小时了{comma}太慢了！"
+        assert [h.kind for h in detect_turn(spec, complaint, f"我理解{comma}马上处理。")] == [
+            "empathy"
+        ]
