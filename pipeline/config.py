@@ -17,9 +17,11 @@ from typing import Annotated, Any, Literal
 from pydantic import ConfigDict, Field, ValidationError
 from pydantic.dataclasses import dataclass
 
+from pipeline.behaviours.settings import BehaviourSettings, load_behaviour_settings
 from pipeline.coaching.options import CoachingOptions
 from pipeline.digit_runs import DEFAULT_OPTIONS as DEFAULT_REDACTION
 from pipeline.digit_runs import RedactOptions
+from pipeline.errors import ConfigError
 from pipeline.speakers.options import SpeakerOptions
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -32,10 +34,6 @@ ENV_SHORTCUTS = {k.upper(): ("run", k) for k in ("db", "model", "device", "model
     k.upper(): ("lexicon", k) for k in ("phrases", "jargon", "hallucinations")
 }
 _STRICT = ConfigDict(extra="forbid", frozen=True)
-
-
-class ConfigError(ValueError):
-    """A settings file or variable is wrong; the message names the key and the file."""
 
 
 @dataclass(config=_STRICT)
@@ -200,6 +198,7 @@ class Lexicon:
     phrases: tuple[PhraseList, ...]
     jargon: tuple[str, ...]
     rules: tuple[Rule, ...] = ()
+    behaviours: BehaviourSettings | None = None  # pipeline/behaviours/settings.py
 
     def phrase_list(self, name: str) -> tuple[str, ...]:
         return next((pl.phrases for pl in self.phrases if pl.name == name), ())
@@ -245,8 +244,9 @@ def _resolve_path(value: str, base: Path) -> str:
     return str(p if p.is_absolute() else base / p)
 
 
+_LEXICON_FILES = ("phrases", "jargon", "hallucinations", "rules", "behaviours", "recite_exempt")
 _PATH_KEYS = {("run", "models_dir"), ("run", "reports_dir"), ("agitation", "file")} | {
-    ("lexicon", k) for k in ("phrases", "jargon", "hallucinations", "rules")
+    ("lexicon", k) for k in (*_LEXICON_FILES, "knowledge_base")
 }
 
 
@@ -286,10 +286,8 @@ def _read_phrases(path: Path) -> tuple[PhraseList, ...]:
     raw = _read_toml(path)
     try:
         return tuple(
-            PhraseList(
-                name=name, speaker=sec.get("speaker", "agent"), phrases=tuple(sec["phrases"])
-            )
-            for name, sec in raw.items()
+            PhraseList(name=n, speaker=sec.get("speaker", "agent"), phrases=tuple(sec["phrases"]))
+            for n, sec in raw.items()
         )
     except (KeyError, TypeError, AttributeError, ValidationError) as e:
         raise ConfigError(f"{path}: each [list] needs `phrases = [...]`: {e}") from None
@@ -376,6 +374,7 @@ def load_config(
             phrases=_read_phrases(Path(lex["phrases"])),
             jargon=_read_lines(Path(lex["jargon"])),
             rules=_read_rules(Path(lex["rules"])),
+            behaviours=load_behaviour_settings(lex),
         )
         asr = {**merged["asr"], "hallucinations": _read_lines(Path(lex["hallucinations"]))}
         return Config(

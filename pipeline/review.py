@@ -25,6 +25,8 @@ import whisper
 from pipeline import align, derive, mono, rules
 from pipeline.asr.decode import AsrRuntime
 from pipeline.audio import load_call
+from pipeline.behaviours.tables import CALL_METRICS as BEHAVIOUR_METRICS
+from pipeline.behaviours.tables import behaviour_tables
 from pipeline.config import Config
 from pipeline.metrics import measure_call
 from pipeline.records import (
@@ -48,6 +50,7 @@ DRIFT_METRICS = [f.name for f in fields(CallFigures) if f.name != "call_id"] + [
     "agitation_high_share",
     "agent_pitch_vs_baseline_st",
     "customer_agitation",
+    *BEHAVIOUR_METRICS,
 ]
 
 
@@ -241,8 +244,12 @@ def derive_tables(history: History, config: Config) -> dict[str, pd.DataFrame]:
     }
     aligned_rows = [a for pair in pair_rows for a in _aligned_rows(pair, by_call, config)]
 
-    metrics = history.metrics.merge(call_derived, on="call_id", how="left")
+    behaviours = behaviour_tables(history.utterances, config.lexicon.behaviours)
+    metrics = history.metrics.merge(call_derived, on="call_id", how="left").merge(
+        behaviours["call_behaviours"], on="call_id", how="left"
+    )
     return {
+        **behaviours,
         "call_derived": call_derived,
         "utterance_derived": utt_derived,
         "agent_baselines": baselines,

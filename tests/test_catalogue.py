@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.behaviours.tables import CALL_METRICS as BEHAVIOUR_METRICS
 from pipeline.catalogue import DEFAULT_PATH, CatalogueError, MetricInfo, load_catalogue, lookup
 from pipeline.records import CallFigures
 
@@ -21,7 +22,7 @@ DERIVED_CALL_METRICS = {
     "agitation_high_share",
     "agent_pitch_vs_baseline_st",
     "customer_agitation",
-}
+} | set(BEHAVIOUR_METRICS)  # service behaviours, from stored text (pipeline/behaviours/tables.py)
 
 
 @pytest.fixture(scope="module")

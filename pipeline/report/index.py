@@ -30,7 +30,7 @@ from pipeline.store import reads
 INDEX_TEMPLATE = "index.html.j2"
 MIN_COHORT_CALLS = 2  # effect sizes need two calls a side (docs/METRICS.md, "Drift")
 TREND_METRIC = "agitation"
-# (group, metric): the columns of the overview, tone then clarity
+# (group, metric): the columns of the overview, tone, clarity, then service behaviours
 COLUMNS = (
     ("tone", "agitation"),
     ("tone", "agent_speech_rate_cpm"),
@@ -38,6 +38,10 @@ COLUMNS = (
     ("clarity", "agent_confirmation_count"),
     ("clarity", "customer_confusion_count"),
     ("clarity", "agent_long_sentence_share"),
+    ("service", "agent_empathy_rate"),
+    ("service", "agent_ownership_share"),
+    ("service", "agent_talking_down_per_min"),
+    ("service", "agent_recited_share"),
 )
 SPARK_W, SPARK_H, SPARK_PAD = 110, 30, 4
 

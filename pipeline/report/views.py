@@ -173,6 +173,16 @@ class Flagged:
     reasons: tuple[str, ...]
 
 
+# The veto behaviours an utterance is listed for (rules talking_down, argues_after_correction).
+BEHAVIOUR_REASONS = {"talking_down": "服务姿态过高 talking down", "argues": "知错不改 argues"}
+
+
+def _pairs(behaviours: str) -> list[tuple[str, str]]:
+    """'talking_down: 这是常识; argues: 我没说错' -> [(kind, words), ...], known kinds only"""
+    parts = (p.partition(": ") for p in behaviours.split("; "))
+    return [(kind, words) for kind, _, words in parts if kind in BEHAVIOUR_REASONS]
+
+
 def flagged(frame: pd.DataFrame, agitation_high: float) -> list[Flagged]:
     """The first FLAGGED_LIMIT rows of reads.flagged_utterances, with why each is there."""
     rows = []
@@ -183,6 +193,9 @@ def flagged(frame: pd.DataFrame, agitation_high: float) -> list[Flagged]:
             reasons.append("激动 agitated")
         if hits > 0:
             reasons.append("不耐烦用语 impatience")
+        behaviours = getattr(r, "behaviours", None)  # "talking_down: 这是常识; argues: ..."
+        if not fmt.is_missing(behaviours):
+            reasons += [BEHAVIOUR_REASONS[k] + f" «{w}»" for k, w in _pairs(str(behaviours))]
         rows.append(
             Flagged(
                 call_id=r.call_id,

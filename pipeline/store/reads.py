@@ -62,14 +62,23 @@ def chart_points(
 def flagged_utterances(
     con: duckdb.DuckDBPyConnection, agent_id: str, agitation_high: float
 ) -> pd.DataFrame:
-    """Agent utterances of current ok calls above `agitation_high` or with impatience phrases,
-    most agitated first."""
+    """Agent utterances of current ok calls above `agitation_high`, with impatience phrases, or
+    with a veto behaviour (talking down, arguing after a correction: `behaviours` lists the
+    kinds and the words that fired): veto behaviours first, then the most agitated."""
     return con.execute(
-        """SELECT u.call_id, c.recorded_at, u.start_s, u.text, u.agitation, u.impatience_hits
+        """WITH b AS (
+             SELECT call_id, utterance_id,
+                    string_agg(kind || ': ' || words, '; ' ORDER BY kind) AS behaviours
+             FROM utterance_behaviours WHERE kind IN ('talking_down', 'argues') GROUP BY ALL)
+           SELECT u.call_id, c.recorded_at, u.start_s, u.text, u.agitation, u.impatience_hits,
+                  b.behaviours
            FROM utterances u JOIN calls c USING (call_id)
+           LEFT JOIN b USING (call_id, utterance_id)
            WHERE c.agent_id = ? AND c.cohort = 'current' AND c.status = 'ok'
-             AND u.speaker = 'agent' AND (u.agitation > ? OR u.impatience_hits > 0)
-           ORDER BY u.agitation DESC NULLS LAST, u.impatience_hits DESC, u.call_id, u.start_s""",
+             AND u.speaker = 'agent'
+             AND (u.agitation > ? OR u.impatience_hits > 0 OR b.behaviours IS NOT NULL)
+           ORDER BY b.behaviours IS NULL, u.agitation DESC NULLS LAST, u.impatience_hits DESC,
+                    u.call_id, u.start_s""",
         [agent_id, agitation_high],
     ).df()
 

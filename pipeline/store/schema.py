@@ -4,7 +4,8 @@ Base tables are written per call and keyed by call_id (a re-run replaces a call'
   call_log, utterance_log, call_figures, speaker_attribution
 Voice prints are kept across runs, one row per agent: agent_voice_prints.
 Derived tables are recomputed from the whole history on every run:
-  call_derived, utterance_derived, agent_baselines, agent_drift, call_pairs, aligned_utterances
+  call_derived, utterance_derived, agent_baselines, agent_drift, call_pairs, aligned_utterances,
+  call_behaviours, utterance_behaviours (service behaviours, from stored text)
 Run bookkeeping: runs, failures.
 Analyst-facing views join them: calls, utterances, call_metrics (docs/CONTRACTS.md).
 """
@@ -17,6 +18,7 @@ from dataclasses import dataclass, fields
 from datetime import date, datetime
 
 from pipeline import records, rows
+from pipeline.behaviours import tables as behaviours
 from pipeline.coaching.records import CoachingEvent, CoachingResult
 
 
@@ -78,6 +80,13 @@ TABLES: tuple[Table, ...] = (
     Table("agent_baselines", (rows.AgentBaseline,), ("agent_id",), derived=True),
     Table("agent_drift", (rows.AgentDrift,), ("agent_id", "metric"), derived=True),
     Table("call_flags", (rows.CallFlag,), ("call_id", "rule"), derived=True),
+    Table("call_behaviours", behaviours.CALL_RECORDS, ("call_id",), derived=True),
+    Table(
+        "utterance_behaviours",
+        behaviours.UTTERANCE_RECORDS,
+        ("call_id", "utterance_id", "behaviour"),
+        derived=True,
+    ),
     Table("agitation_baselines", (rows.AgitationBaseline,), ("agent_id", "feature"), derived=True),
     Table("call_pairs", (rows.PairRow,), ("pair_id",), derived=True),
     Table(
@@ -119,8 +128,9 @@ FROM utterance_log u LEFT JOIN utterance_derived d USING (call_id, utterance_id)
 
 CREATE OR REPLACE VIEW call_metrics AS
 SELECT l.agent_id, d.cohort, d.tenure_days, f.*, d.agitation, d.agitation_high_share,
-       d.agent_pitch_vs_baseline_st, d.customer_agitation
+       d.agent_pitch_vs_baseline_st, d.customer_agitation, b.* EXCLUDE (call_id)
 FROM call_figures f JOIN call_log l USING (call_id) LEFT JOIN call_derived d USING (call_id)
+LEFT JOIN call_behaviours b USING (call_id)
 WHERE l.status = 'ok';
 
 -- One row per session, scored answer (side) and rubric item: how far the evaluators are apart,
