@@ -21,6 +21,8 @@ jieba.setLogLevel(logging.WARNING)
 # here and cannot leak into silences the way a prompt can.
 _T2S = opencc.OpenCC("t2s")
 
+_FULL_WIDTH = {",": "，", "?": "？", "!": "！", ";": "；", ":": "："}
+_ASCII_MARK = re.compile(r"[?!;]|(?<!\d)[,:]|[,:](?!\d)")
 _PUNCT = re.compile(r"[\s，。？！、；：,.?!;:\"'“”‘’()（）《》【】…—\-]+")
 
 
@@ -34,10 +36,16 @@ def mask_pii(text: str) -> str:
     return redact(text)[0]
 
 
+def full_width_punctuation(text: str) -> str:
+    """Whisper's ASCII , ? ! ; : as the full-width marks Chinese text uses (the phrase lists'
+    啊？ and 是吗？ match only these); a mark between two digits (1,000, 10:30) stays."""
+    return _ASCII_MARK.sub(lambda m: _FULL_WIDTH[m.group(0)], text)
+
+
 def simplify(text: str) -> str:
-    """Whisper output -> simplified, trimmed text (before redaction, which needs a call's
-    utterances together: a number can be read across two of them)."""
-    return to_simplified(text).strip()
+    """Whisper output -> simplified, trimmed text with Chinese punctuation (before redaction,
+    which needs a call's utterances together: a number can be read across two of them)."""
+    return full_width_punctuation(to_simplified(text).strip())
 
 
 def normalise(text: str) -> str:

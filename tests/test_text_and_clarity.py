@@ -18,6 +18,16 @@ def test_normalise_simplifies_and_masks_pii():
     assert mask_pii("三天后到账") == "三天后到账"  # short numbers stay
 
 
+def test_stored_text_has_chinese_punctuation_so_the_confusion_phrases_match():
+    """Whisper writes ASCII marks ("什么意思啊?"); the lists hold 啊？ and 是吗？, so a
+    customer's 啊? was never counted. Marks between digits (amounts, times) stay."""
+    heard = "什么意思啊?我没听懂,是吗?好的!1,000元,10:30到"
+    stored = normalise(heard)
+    assert stored == "什么意思啊？我没听懂，是吗？好的！1,000元，10:30到"
+    assert phrase_counts(stored, LEX)["confusion"] == 4  # 什么意思, 没听懂, 啊？, 是吗？
+    assert phrase_counts(heard, LEX)["confusion"] == 2
+
+
 def test_n_chars_counts_spoken_characters_only():
     assert n_chars("您好，请问？ <NUM> ok") == 6
 
