@@ -118,6 +118,7 @@ def measure_call(
     agent_pitch = pooled_pitch(agent)
     customer_pitch = pooled_pitch(customer)
     agent_db = [figures[i].loudness_dbfs for i in agent if figures[i].loudness_dbfs is not None]
+    agent_level, customer_level = pooled_loudness(agent), pooled_loudness(customer)
     clarity = call_clarity(utts, clarity_options)
     total_words = sum(figures[i].n_words for i in agent)
     politeness = sum(figures[i].politeness_hits for i in agent)
@@ -139,9 +140,12 @@ def measure_call(
         if agent_pitch.size
         else None,
         customer_pitch_median_hz=float(np.median(customer_pitch)) if customer_pitch.size else None,
-        agent_loudness_dbfs=pooled_loudness(agent),
+        agent_loudness_dbfs=agent_level,
         agent_loudness_std_db=float(np.std(agent_db)) if len(agent_db) > 1 else None,
-        customer_loudness_dbfs=pooled_loudness(customer),
+        customer_loudness_dbfs=customer_level,
+        agent_loudness_vs_customer_db=agent_level - customer_level
+        if agent_level is not None and customer_level is not None
+        else None,
         dead_air_count=turns.dead_air_count,
         dead_air_total_s=round(turns.dead_air_total_s, 3),
         dead_air_max_s=round(turns.dead_air_max_s, 3),

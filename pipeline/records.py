@@ -228,6 +228,9 @@ class CallFigures:
     agent_loudness_dbfs: float | None
     agent_loudness_std_db: float | None
     customer_loudness_dbfs: float | None
+    # the agent's level against the customer's in the same recording: a gain or codec change of
+    # the recording chain moves both sides, so it cancels here (raw loudness is a recording property)
+    agent_loudness_vs_customer_db: float | None
     dead_air_count: int
     dead_air_total_s: float
     dead_air_max_s: float

@@ -97,6 +97,9 @@ def test_every_call_figure(figures):
     assert call.customer_pitch_median_hz == pytest.approx(150, rel=0.02)
     assert call.agent_pitch_range_st < 0.5
     assert call.customer_loudness_dbfs - call.agent_loudness_dbfs == pytest.approx(6.0, abs=0.5)
+    assert call.agent_loudness_vs_customer_db == pytest.approx(
+        call.agent_loudness_dbfs - call.customer_loudness_dbfs
+    )
     assert call.agent_loudness_std_db == pytest.approx(0.0, abs=0.3)
     assert call.agent_mute_total_s == pytest.approx(4.0, abs=0.1)
     assert call.agent_jargon_count == 3  # 原路退回, 工作日, 到账

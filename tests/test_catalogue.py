@@ -93,6 +93,7 @@ def test_load_reads_an_entry(tmp_path: Path) -> None:
         f"[m]\n{GOOD}",  # direction missing
         f"[m]\n{GOOD}direction = 0\nworse = 1\n",  # unknown key
         f"[m]\n{GOOD.replace('call', 'agent')}direction = 0\n",  # unknown level
+        f'[m]\n{GOOD}direction = 0\nkind = "codec"\n',  # not behaviour or recording
         "m = 1\n",  # not a table
         "[m\n",  # not TOML
     ],
@@ -100,6 +101,17 @@ def test_load_reads_an_entry(tmp_path: Path) -> None:
 def test_load_rejects_a_bad_file(tmp_path: Path, body: str) -> None:
     with pytest.raises(CatalogueError, match="metrics.toml"):
         load_catalogue(write(tmp_path, body))
+
+
+def test_raw_loudness_and_coverage_are_recording_properties_and_never_judged(
+    catalogue: dict[str, MetricInfo],
+) -> None:
+    recording = {name for name, info in catalogue.items() if info.kind == "recording"}
+    assert {"agent_loudness_dbfs", "customer_loudness_dbfs", "agent_asr_coverage"} <= recording
+    assert not any(catalogue[name].judged for name in recording)
+    robust = catalogue["agent_loudness_vs_customer_db"]
+    assert robust.kind == "behaviour"
+    assert catalogue["agent_speech_rate_cpm"].judged
 
 
 def test_lookup_falls_back_to_the_column_name(catalogue: dict[str, MetricInfo]) -> None:

@@ -121,6 +121,9 @@ def test_direction_comes_from_the_metric_catalogue() -> None:
     }
     with pytest.raises(ValueError, match="no direction"):
         directions(["agent_loudness_dbfs"], CATALOGUE)
+    # the transcript audit has a direction, but a new recording chain moves it, not coaching
+    with pytest.raises(ValueError, match="recording property"):
+        directions(["agent_asr_coverage"], CATALOGUE)
     est = Estimate(change=-1, comparison_change=0, did=-1, low=-1.5, high=-0.5, effect_size=-1)
     assert verdict(est, 1, 100, 100, 90) == IMPROVED
     assert verdict(est, -1, 100, 100, 90) == WORSE

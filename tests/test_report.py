@@ -352,6 +352,26 @@ def test_drift_summary_most_worrying_first(db: Path) -> None:
     assert verdicts["customer_confusion_count"] == ("better", "na")
 
 
+def test_recording_properties_come_last_and_are_never_judged() -> None:
+    """A louder recording chain moves raw loudness by a huge effect: shown, tagged, not coloured."""
+    frame = pd.DataFrame(
+        [
+            ("agent_loudness_dbfs", -30.0, -14.0, 16.0, 6.5),
+            ("agent_asr_coverage", 0.97, 0.90, -0.07, -0.9),  # a fall would be "worse"
+            ("agent_loudness_vs_customer_db", 1.0, 0.8, -0.2, -0.1),
+            ("agitation", 0.0, 0.3, 0.3, 0.4),
+        ],
+        columns=["metric", "early_mean", "current_mean", "delta", "effect_size"],
+    ).assign(n_early=4, n_current=4)
+    rows = drift_summary(frame, load_catalogue(DEFAULT_PATH))
+    assert [(r.metric, r.verdict) for r in rows] == [
+        ("agitation", "worse"),
+        ("agent_loudness_vs_customer_db", "neutral"),
+        ("agent_loudness_dbfs", "recording"),
+        ("agent_asr_coverage", "recording"),
+    ]
+
+
 def test_charts_are_inline_svg_with_cohort_colours(db: Path) -> None:
     html = render(db)
     tenure = html.split('id="charts"', 1)[1].split('id="coaching"', 1)[0]

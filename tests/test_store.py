@@ -156,3 +156,20 @@ def test_hostile_ids_are_stored_verbatim(tmp_path):
         SQL_ID,
         HTML_ID,
     }
+
+
+def test_an_older_database_gains_chain_robust_loudness_from_its_stored_figures(tmp_path):
+    db = tmp_path / "old.duckdb"
+    con = store.connect(db)
+    con.execute(
+        "INSERT INTO call_figures (call_id, agent_loudness_dbfs, customer_loudness_dbfs) "
+        "VALUES ('c1', -20.0, -26.5), ('c2', -18.0, NULL)"
+    )
+    # as a release before the figure existed left it
+    con.execute("ALTER TABLE call_figures DROP COLUMN agent_loudness_vs_customer_db")
+    con.close()
+    con = store.connect(db)
+    rows = con.execute(
+        "SELECT call_id, agent_loudness_vs_customer_db FROM call_figures ORDER BY call_id"
+    ).fetchall()
+    assert rows == [("c1", 6.5), ("c2", None)]

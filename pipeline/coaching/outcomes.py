@@ -25,7 +25,8 @@ from pipeline.coaching.windows import EventWindows, comparison_agents, event_win
 
 def directions(figures: Sequence[str], catalogue: Mapping[str, MetricInfo]) -> dict[str, int]:
     """Which way each outcome figure is a concern (+1: a rise), from the metric catalogue; a
-    figure the catalogue does not judge cannot be called improved or worse."""
+    figure the catalogue does not judge cannot be called improved or worse, nor can a recording
+    property (it moves when the recording chain changes, whatever the coaching did)."""
     out = {}
     for f in figures:
         info = catalogue.get(f)
@@ -33,6 +34,11 @@ def directions(figures: Sequence[str], catalogue: Mapping[str, MetricInfo]) -> d
             raise ValueError(
                 f"[coaching] figures: {f!r} has no direction in the metric catalogue "
                 "(pipeline/data/metrics.toml); an outcome needs to know which way is better"
+            )
+        if info.kind != "behaviour":
+            raise ValueError(
+                f"[coaching] figures: {f!r} is a recording property in the metric catalogue "
+                "(pipeline/data/metrics.toml), not the agent's behaviour"
             )
         out[f] = info.direction
     return out

@@ -21,7 +21,7 @@ from markupsafe import Markup
 from pipeline import store
 from pipeline.catalogue import DEFAULT_PATH, MetricInfo, load_catalogue, lookup
 from pipeline.config import Config
-from pipeline.report import build_report, environment, fmt
+from pipeline.report import build_report, environment, fmt, views
 from pipeline.report.charts import COHORT_COLOURS
 from pipeline.rubric import DEFAULT_RUBRIC, Rubric, load_rubric
 from pipeline.store import coaching as coaching_db
@@ -50,7 +50,7 @@ SPARK_W, SPARK_H, SPARK_PAD = 110, 30, 4
 class Cell:
     text: str  # signed delta, or '–'
     sort: float | None  # what the column sorts by
-    verdict: str  # worse | better | neutral | flat | na
+    verdict: str  # worse | better | neutral | flat | recording | na
     title: str  # early -> current, effect size
 
 
@@ -85,18 +85,12 @@ def _cell(row: pd.Series | None, info: MetricInfo, thin: bool) -> Cell:
         return Cell(fmt.MISSING, None, "na", "no early/current figures")
     delta = float(row["delta"])
     sign = 0 if delta == 0 else (1 if delta > 0 else -1)
-    verdict = (
-        "flat"
-        if sign == 0
-        else "neutral"
-        if info.direction == 0
-        else ("worse" if sign == info.direction else "better")
-    )
+    shown = views.verdict(sign, info)
     title = (
         f"{fmt.num(row['early_mean'])} → {fmt.num(row['current_mean'])} {info.unit}".strip()
         + f" · d = {fmt.num(row['effect_size'], signed=True)}"
     )
-    return Cell(fmt.num(delta, signed=True), delta, "thin" if thin else verdict, title)
+    return Cell(fmt.num(delta, signed=True), delta, "thin" if thin else shown, title)
 
 
 def coaching_cell(outcomes: pd.DataFrame) -> Cell:

@@ -99,12 +99,12 @@ class DriftRow:
     delta: str
     effect_size: str
     n: str
-    verdict: str  # worse | better | neutral | flat
+    verdict: str  # worse | better | neutral | flat | recording
     level: str  # strong | medium | weak | small | na  (Cohen's conventions on |d|)
     arrow: str
 
 
-VERDICT_ORDER = {"worse": 0, "neutral": 1, "better": 2, "flat": 3}
+VERDICT_ORDER = {"worse": 0, "neutral": 1, "better": 2, "flat": 3, "recording": 4}
 
 
 def mixed_versions(frame: pd.DataFrame) -> bool:
@@ -119,20 +119,24 @@ def _effect_level(d: float | None) -> str:
     return "strong" if a >= 0.8 else "medium" if a >= 0.5 else "weak" if a >= 0.2 else "small"
 
 
-def _verdict(sign: int, direction: int) -> str:
+def verdict(sign: int, info: MetricInfo) -> str:
+    """How a change of `info`'s figure is shown: a recording property is never judged (it moves
+    with the recording chain: docs/METRICS.md, "Drift"), nor a figure without a direction."""
+    if info.kind == "recording":
+        return "recording"
     if sign == 0:
         return "flat"
-    if direction == 0:
+    if info.direction == 0:
         return "neutral"
-    return "worse" if sign == direction else "better"
+    return "worse" if sign == info.direction else "better"
 
 
 def drift_summary(frame: pd.DataFrame, catalogue: dict[str, MetricInfo]) -> list[DriftRow]:
     """reads.agent_drift rows, most worrying first.
 
     Order: changes in the concerning direction, then metrics without a judged direction, then
-    improvements; within each, by |effect_size| (rows without one last, by |delta|). So the
-    top of the table is what the calibration session should talk about.
+    improvements, then recording properties; within each, by |effect_size| (rows without one
+    last, by |delta|). So the top of the table is what the calibration session should talk about.
     """
     keyed = []
     for r in frame.itertuples():
@@ -140,7 +144,7 @@ def drift_summary(frame: pd.DataFrame, catalogue: dict[str, MetricInfo]) -> list
         delta = None if fmt.is_missing(r.delta) else float(r.delta)
         d = None if fmt.is_missing(r.effect_size) else float(r.effect_size)
         sign = 0 if not delta else (1 if delta > 0 else -1)
-        verdict = _verdict(sign, info.direction)
+        shown = verdict(sign, info)
         strength = (0, abs(d)) if d is not None else (1, abs(delta or 0.0))
         row = DriftRow(
             metric=r.metric,
@@ -151,11 +155,11 @@ def drift_summary(frame: pd.DataFrame, catalogue: dict[str, MetricInfo]) -> list
             delta=fmt.num(delta, signed=True),
             effect_size=fmt.num(d, signed=True),
             n=f"{int(r.n_early)} / {int(r.n_current)}",
-            verdict=verdict,
+            verdict=shown,
             level=_effect_level(d),
             arrow={1: "▲", -1: "▼", 0: ""}[sign],
         )
-        keyed.append(((VERDICT_ORDER[verdict], strength[0], -strength[1], r.metric), row))
+        keyed.append(((VERDICT_ORDER[shown], strength[0], -strength[1], r.metric), row))
     return [row for _, row in sorted(keyed, key=lambda kv: kv[0])]
 
 

@@ -38,13 +38,26 @@ def connect(db: str | Path, read_only: bool = False) -> duckdb.DuckDBPyConnectio
     return con
 
 
+# Added columns that stored rows can fill from what they already hold (the same formula as the
+# code that writes new rows), so the history has them without measuring any call again.
+_FILLED_FROM_STORED = {
+    ("call_figures", "agent_loudness_vs_customer_db"): (
+        "agent_loudness_dbfs - customer_loudness_dbfs"  # pipeline/metrics.py
+    ),
+}
+
+
 def _add_new_columns(con: duckdb.DuckDBPyConnection) -> None:
-    """A database written by an older version gains the columns added since (as nulls)."""
+    """A database written by an older version gains the columns added since (as nulls, or
+    computed from the row's stored figures where `_FILLED_FROM_STORED` says how)."""
     for table in TABLES:
         have = {r[0] for r in con.execute(f"DESCRIBE {table.name}").fetchall()}
         for name, sql_type in table.columns():
             if name not in have:
                 con.execute(f"ALTER TABLE {table.name} ADD COLUMN {name} {sql_type}")
+                formula = _FILLED_FROM_STORED.get((table.name, name))
+                if formula:
+                    con.execute(f"UPDATE {table.name} SET {name} = {formula}")
 
 
 @contextmanager
