@@ -1,7 +1,7 @@
 """The service behaviours on the real run over the sample calls (the session's `flow_run`: no
-Whisper run of its own). The sample scripts' current calls have the agents say 我已经说得很明白了
-and drop the early calls' apologies, so the drift table must show talking down up and empathy
-down for every agent."""
+Whisper run of its own). The sample scripts' current calls have the agents say 我已经说得很明白了,
+hand the problem back (你去问银行, 这不是我们的问题) and drop the early calls' apologies, so the
+drift table must show talking down and passing back up and empathy down for every agent."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ def test_the_drift_table_shows_the_scripted_behaviours_drifting(db_con):
         (agent, metric): delta
         for agent, metric, delta in db_con.execute(
             "SELECT agent_id, metric, delta FROM agent_drift WHERE metric IN "
-            "('agent_talking_down_count', 'agent_empathy_rate', 'agent_empathy_count')"
+            "('agent_talking_down_count', 'agent_empathy_rate', 'agent_empathy_count', "
+            "'agent_passes_back_count')"
         ).fetchall()
     }
     agents = {agent for agent, _ in drift}
@@ -20,6 +21,7 @@ def test_the_drift_table_shows_the_scripted_behaviours_drifting(db_con):
         assert drift[agent, "agent_talking_down_count"] > 0, agent
         assert drift[agent, "agent_empathy_rate"] < 0, agent
         assert drift[agent, "agent_empathy_count"] < 0, agent
+        assert drift[agent, "agent_passes_back_count"] > 0, agent
 
 
 def test_every_sample_call_has_behaviour_figures_and_the_flags_point_at_turns(db_con):

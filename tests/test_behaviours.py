@@ -90,9 +90,20 @@ def test_the_minimal_file_loads_and_applies(tmp_path):
 def test_one_substituted_character_only_in_long_phrases():
     long, short = Matcher(phrases=("理解您的心情",)), Matcher(phrases=("没办法",))
     assert find("我里解您的心情", long, 4) == [(1, 7)]  # 理 -> 里 (ASR homophone)
-    assert find("我里解你的心情", long, 4) == []  # two substitutions
+    assert find("我里解您地心情", long, 4) == []  # two substitutions
     assert find("没半法", short, 4) == []  # three characters: exact only
     assert find("我里解您的心情", Matcher(phrases=("理解您的心情",), fuzzy=False), 4) == []
+
+
+def test_ni_and_nin_are_one_character_to_the_matcher():
+    """Whisper writes 你 for 您 (and an impatient agent drops 您): neither is a substitution,
+    in phrases, exemptions or expressions, and the spans still index the stored text."""
+    m = Matcher(phrases=("您去问",), exempt=("不用您去问",))
+    assert find("我不知道，你去问银行。", m, 4) == [(5, 8)]
+    assert find("不用你去问，我来查", m, 4) == []
+    spec = load_behaviours(SHIPPED)
+    hits = detect_turn(spec, "", "我不知道，你去问银行，这不是我们的问题。")
+    assert [(h.kind, h.words) for h in hits] == [("passes_back", "你去问")]
 
 
 def test_an_exemption_cancels_the_hits_it_overlaps():

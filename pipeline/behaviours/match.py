@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pipeline.behaviours.spec import Matcher
+from pipeline.behaviours.spec import Matcher, fold
 
 Span = tuple[int, int]
 
@@ -46,10 +46,11 @@ def _plan(
     phrases: tuple[str, ...], min_chars: int, fuzzy: bool
 ) -> tuple[tuple[str, str, str], ...]:
     """(phrase, what must occur, or else what must occur) per phrase: the phrase and "" when it
-    matches exactly, its two halves when one substituted character is tolerated."""
+    matches exactly, its two halves when one substituted character is tolerated; folded as
+    the text is (spec.fold), a phrase the fold makes a duplicate of another dropped."""
     return tuple(
         (p, p[: len(p) // 2], p[len(p) // 2 :]) if fuzzy and len(p) >= min_chars else (p, p, "")
-        for p in phrases
+        for p in dict.fromkeys(fold(p) for p in phrases)
     )
 
 
@@ -59,7 +60,9 @@ def _overlaps(span: Span, others: list[Span]) -> bool:
 
 def find(text: str, matcher: Matcher, min_chars: int) -> list[Span]:
     """Every span of text the matcher hits, exempt stretches removed, in text order (the longest
-    first where several start together: the evidence quotes 我没说错, not 我没说)."""
+    first where several start together: the evidence quotes 我没说错, not 我没说). The text is
+    compared folded (你 as 您: spec.fold); the spans index the text as given."""
+    text = fold(text)
     spans: list[Span] = []
     for phrase, first, second in _plan(matcher.phrases, min_chars, matcher.fuzzy):
         # two substring tests settle the common case (no phrase of the list in the turn): a
@@ -69,6 +72,6 @@ def find(text: str, matcher: Matcher, min_chars: int) -> list[Span]:
     spans += [m.span() for r in matcher.regexes for m in r.finditer(text) if m.end() > m.start()]
     if not spans:
         return []
-    exempt = [s for p in matcher.exempt for s in _exact(text, p)]
+    exempt = [s for p in matcher.exempt for s in _exact(text, fold(p))]
     exempt += [m.span() for r in matcher.exempt_regexes for m in r.finditer(text)]
     return sorted((s for s in set(spans) if not _overlaps(s, exempt)), key=lambda s: (s[0], -s[1]))
