@@ -7,14 +7,8 @@ import pytest
 import torch
 import whisper
 
-from pipeline.asr.decode import (
-    AsrRuntime,
-    cpu_has_native_bf16,
-    decode_batch,
-    log_mels,
-    make_runtime,
-    resolve_compute,
-)
+from pipeline.asr.compute import cpu_has_native_bf16, resolve_compute
+from pipeline.asr.decode import AsrRuntime, decode_batch, log_mels, make_runtime
 from pipeline.audio import SAMPLE_RATE, load_call
 from pipeline.config import default_config
 from pipeline.evaluation import cer

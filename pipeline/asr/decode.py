@@ -9,7 +9,8 @@ cross-attention keys/values projected once into contiguous [batch, heads, 1500, 
 cache, logits as F.linear(x, token_embedding.weight), the logit rules applied to the whole batch
 at once, and rows that reached end-of-text dropped from the batch.
 
-How the model's weights are run is decided once, by make_runtime (`compute`, [asr] compute):
+How the model's weights are run is decided once, by make_runtime (`compute`, [asr] compute;
+pipeline/asr/compute.py):
   fp32  the reference arithmetic.
   int8  the vocabulary projection (51865 x 512, the largest matrix read at every step) in int8;
         the top RESCORE text tokens of each row and every special/timestamp token are then
@@ -25,9 +26,6 @@ audio features.
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -39,9 +37,9 @@ from torch import Tensor, nn
 from whisper.tokenizer import Tokenizer, get_tokenizer
 from whisper.utils import compression_ratio
 
+from pipeline.asr.compute import int8_projection, resolve_compute, with_dtype
 from pipeline.asr.search import whisper_decode
 
-COMPUTE_MODES = ("auto", "fp32", "bf16", "int8", "fp16")
 LANGUAGE = "zh"
 MAX_INITIAL_TIMESTAMP_S = 1.0
 NEG_INF = float("-inf")
@@ -103,34 +101,6 @@ class AsrRuntime:
         return getattr(self.model, name)
 
 
-def cpu_has_native_bf16() -> bool:
-    """True when this CPU multiplies bf16 in hardware (AMX tiles or AVX512-BF16).
-
-    Without it oneDNN emulates bf16 and autocast is slower than fp32. Uses torch's own cpuinfo
-    query (torch.cpu._is_*_supported, torch >= 2.3); unknown means False.
-    """
-    for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
-        check = getattr(torch.cpu, name, None)
-        with contextlib.suppress(Exception):
-            if check is not None and check():
-                return True
-    return False
-
-
-def resolve_compute(compute: str, device: torch.device | str) -> str:
-    """The mode `compute` means on `device` (bf16/int8 ask for fp32 on CUDA)."""
-    if compute not in COMPUTE_MODES:
-        raise ValueError(f"unknown compute {compute!r}: one of {', '.join(COMPUTE_MODES)}")
-    cuda = torch.device(device).type == "cuda"
-    if compute == "auto":
-        return "fp16" if cuda else ("bf16" if cpu_has_native_bf16() else "int8")
-    if cuda and compute != "fp16":
-        return "fp32"
-    if not cuda and compute == "fp16":
-        raise ValueError("compute fp16 needs a CUDA device")
-    return compute
-
-
 def _rules(model: whisper.Whisper, tokenizer: Tokenizer) -> _Rules:
     """whisper.decoding.DecodingTask's filters for our options, as masks over the vocabulary."""
     tok, tb, dims = tokenizer, tokenizer.timestamp_begin, model.dims
@@ -147,34 +117,6 @@ def _rules(model: whisper.Whisper, tokenizer: Tokenizer) -> _Rules:
     return _Rules(
         sot, sot.index(tok.sot), tok.eot, tok.no_speech, tb, dims.n_text_ctx // 2, always, first
     )
-
-
-def with_dtype(module: nn.Module, dtype: torch.dtype) -> nn.Module:
-    """A copy of `module` whose Linear layers hold `dtype` weights; everything else (norms,
-    embeddings) is shared with `module`, not copied."""
-    shared = [
-        t
-        for m in module.modules()
-        if not isinstance(m, nn.Linear)
-        for t in m.parameters(recurse=False)
-    ]
-    clone = copy.deepcopy(module, {id(t): t for t in [*shared, *module.buffers()]})
-    for sub in clone.modules():
-        if isinstance(sub, nn.Linear):
-            sub.to(dtype)
-    return clone
-
-
-def int8_projection(weight: Tensor) -> nn.Module:
-    """x -> x @ weight.T with int8 weights (per-row scales; activations quantised per call)."""
-    linear = nn.Linear(weight.shape[1], weight.shape[0], bias=False)
-    linear.weight = nn.Parameter(weight.detach(), requires_grad=False)
-    qconfig = torch.ao.quantization.per_channel_dynamic_qconfig
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.ao's deprecation notices
-        return torch.ao.quantization.quantize_dynamic(
-            nn.Sequential(linear), {nn.Linear: qconfig}, dtype=torch.qint8
-        )[0]
 
 
 def make_runtime(model: whisper.Whisper, compute: str = "auto") -> AsrRuntime:
