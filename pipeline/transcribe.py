@@ -98,6 +98,12 @@ def unechoed(timed: list[TimedText], result: Decoded, options: AsrOptions) -> li
     return [t for t in timed if not echoes_prompt(t[2], options.prompt)]
 
 
+def echo_only(result: Decoded, options: AsrOptions) -> bool:
+    """The whole window is the hotword prompt copied where Whisper hears no speech."""
+    no_speech = result.no_speech_prob > options.no_speech_max
+    return bool(options.prompt) and no_speech and echoes_prompt(result.text, options.prompt)
+
+
 def decode_pass(model: AsrModel, windows: list[Window], options: AsrOptions) -> list[WindowText]:
     """Decode windows in batches; re-decode a window at rising temperature when it loops."""
     if not windows:
@@ -110,7 +116,11 @@ def decode_pass(model: AsrModel, windows: list[Window], options: AsrOptions) -> 
         results = second_pass(runtime, [w.audio for w in batch], results, options)
         for window, result in zip(batch, results, strict=True):
             for temperature in options.fallback_temperatures:
-                if result.compression_ratio <= options.compression_ratio_max:
+                # a loop that only repeats the prompt where Whisper hears no speech is dropped
+                # whole (unechoed): sampling it again would cost 5 decodes per temperature
+                if result.compression_ratio <= options.compression_ratio_max or echo_only(
+                    result, options
+                ):
                     break
                 prompt = options.prompt
                 result = decode_batch(runtime, [window.audio], temperature, prompt=prompt)[0]
