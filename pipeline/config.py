@@ -12,15 +12,14 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import ConfigDict, Field, ValidationError
 from pydantic.dataclasses import dataclass
 
+from pipeline.asr_options import AsrOptions
 from pipeline.behaviours.settings import BehaviourSettings, load_behaviour_settings
 from pipeline.coaching.options import CoachingOptions
-from pipeline.digit_runs import DEFAULT_OPTIONS as DEFAULT_REDACTION
-from pipeline.digit_runs import RedactOptions
 from pipeline.errors import ConfigError
 from pipeline.speakers.options import SpeakerOptions
 
@@ -70,26 +69,6 @@ class VadOptions:
     min_silence_s: float
     speech_pad_s: float
     max_utterance_s: float
-
-
-@dataclass(config=_STRICT)
-class AsrOptions:
-    batch_size: int
-    window_s: float
-    gap_s: float
-    onset_s: float
-    whole_piece_share: float
-    seek_min_s: float
-    retry_coverage: float
-    no_speech_max: float
-    logprob_min: float
-    compression_ratio_max: float
-    fallback_temperatures: tuple[float, ...]
-    beam_size: int = 1  # second pass for windows whose greedy text is weak (1: none)
-    beam_logprob: float = -0.5  # weak: greedy average log-probability below this
-    compute: Literal["auto", "fp32", "bf16", "int8", "fp16"] = "auto"  # pipeline/asr/decode.py
-    hallucinations: tuple[str, ...] = ()  # filled from [lexicon] hallucinations
-    redaction: RedactOptions = DEFAULT_REDACTION  # PII masking (pipeline/redact.py documents it)
 
 
 @dataclass(config=_STRICT)
@@ -245,9 +224,13 @@ def _resolve_path(value: str, base: Path) -> str:
 
 
 _LEXICON_FILES = ("phrases", "jargon", "hallucinations", "rules", "behaviours", "recite_exempt")
-_PATH_KEYS = {("run", "models_dir"), ("run", "reports_dir"), ("agitation", "file")} | {
-    ("lexicon", k) for k in (*_LEXICON_FILES, "knowledge_base")
+_PATH_KEYS = {
+    ("run", "models_dir"),
+    ("run", "reports_dir"),
+    ("agitation", "file"),
+    ("asr", "hotwords"),
 }
+_PATH_KEYS |= {("lexicon", k) for k in (*_LEXICON_FILES, "knowledge_base")}
 
 
 def _merge(base: dict[str, Any], layer: Mapping[str, Any], where: str, root: Path) -> None:
@@ -376,7 +359,13 @@ def load_config(
             rules=_read_rules(Path(lex["rules"])),
             behaviours=load_behaviour_settings(lex),
         )
-        asr = {**merged["asr"], "hallucinations": _read_lines(Path(lex["hallucinations"]))}
+        asr = {
+            **merged["asr"],
+            "hotwords": _read_lines(Path(hotwords))
+            if (hotwords := merged["asr"]["hotwords"])
+            else (),
+            "hallucinations": _read_lines(Path(lex["hallucinations"])),
+        }
         return Config(
             **{
                 **merged,

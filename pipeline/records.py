@@ -22,8 +22,9 @@ ChannelLayout = Literal["agent_left", "agent_right", "mono"]
 # How a call's text was made, stored with each call (calls.transcript_version). Bump it when
 # transcription changes what it writes; stored calls of an older version are transcribed again
 # ([run] reprocess_per_run). 1: mono speech packed per voice, greedy decoding. 2: mono speech in
-# time order (transcribe first, attribute after), beam search where greedy is weak.
-TRANSCRIPT_VERSION = 2
+# time order (transcribe first, attribute after), beam search where greedy is weak. 3: the
+# hotword prompt ([asr] hotword_prompt) on every window.
+TRANSCRIPT_VERSION = 3
 Cohort = Literal["early", "current"]
 
 

@@ -98,6 +98,13 @@ def is_hallucination(text: str, known: tuple[str, ...]) -> bool:
     return any(to_simplified(h) in simplified for h in known)
 
 
+def echoes_prompt(text: str, prompt: str) -> bool:
+    """Whether `text` is Whisper copying its previous text: every clause of it (split at
+    punctuation) is a stretch of `prompt`, as on silence with the hotword prompt on."""
+    clauses = [c for c in _PUNCT.split(to_simplified(text)) if c]
+    return bool(clauses) and all(c in prompt for c in clauses)
+
+
 _DIGIT = {
     "零": 0,
     "〇": 0,

@@ -21,8 +21,15 @@ from pipeline.config import AsrOptions
 from pipeline.records import CallAudio, Coverage, Segment, Transcript, Utterance
 from pipeline.redact import RedactedUtterance, RedactOptions, redact_utterances
 from pipeline.rows import PiiSpan
-from pipeline.text import simplify
-from pipeline.windows import Window, assign_texts, pack_windows, speech_after, timed_segments
+from pipeline.text import echoes_prompt, simplify
+from pipeline.windows import (
+    TimedText,
+    Window,
+    assign_texts,
+    pack_windows,
+    speech_after,
+    timed_segments,
+)
 
 SEEKS = 3  # most re-decodes of one window from where its text stopped
 # openai-whisper as loaded, or with how it is run decided (pipeline/asr/decode.py)
@@ -80,6 +87,23 @@ def second_pass(
     return out
 
 
+def unechoed(timed: list[TimedText], result: Decoded, options: AsrOptions) -> list[TimedText]:
+    """The timed texts less those that only repeat the hotword prompt in a window Whisper
+    itself thinks holds no speech. On silence, noise and hum a prompted Whisper copies its
+    prompt with confidence (average log-probability about -0.1), which Whisper's own rule
+    (no speech and a low log-probability) lets through; in a window with speech a genuine
+    您好 or 退款 is kept."""
+    if not options.prompt or result.no_speech_prob <= options.no_speech_max:
+        return timed
+    return [t for t in timed if not echoes_prompt(t[2], options.prompt)]
+
+
+def echo_only(result: Decoded, options: AsrOptions) -> bool:
+    """The whole window is the hotword prompt copied where Whisper hears no speech."""
+    no_speech = result.no_speech_prob > options.no_speech_max
+    return bool(options.prompt) and no_speech and echoes_prompt(result.text, options.prompt)
+
+
 def decode_pass(model: AsrModel, windows: list[Window], options: AsrOptions) -> list[WindowText]:
     """Decode windows in batches; re-decode a window at rising temperature when it loops."""
     if not windows:
@@ -88,13 +112,18 @@ def decode_pass(model: AsrModel, windows: list[Window], options: AsrOptions) -> 
     out: list[WindowText] = []
     for i in range(0, len(windows), options.batch_size):
         batch = windows[i : i + options.batch_size]
-        results = decode_batch(runtime, [w.audio for w in batch], 0.0)
+        results = decode_batch(runtime, [w.audio for w in batch], 0.0, prompt=options.prompt)
         results = second_pass(runtime, [w.audio for w in batch], results, options)
         for window, result in zip(batch, results, strict=True):
             for temperature in options.fallback_temperatures:
-                if result.compression_ratio <= options.compression_ratio_max:
+                # a loop that only repeats the prompt where Whisper hears no speech is dropped
+                # whole (unechoed): sampling it again would cost 5 decodes per temperature
+                if result.compression_ratio <= options.compression_ratio_max or echo_only(
+                    result, options
+                ):
                     break
-                result = decode_batch(runtime, [window.audio], temperature)[0]
+                prompt = options.prompt
+                result = decode_batch(runtime, [window.audio], temperature, prompt=prompt)[0]
             texts: tuple[tuple[str, ...], ...] = tuple(() for _ in window.pieces)
             covered = tuple(0.0 for _ in window.pieces)
             end_s = 0.0
@@ -107,7 +136,9 @@ def decode_pass(model: AsrModel, windows: list[Window], options: AsrOptions) -> 
                 timed = timed_segments(
                     result.tokens, runtime.tokenizer, len(window.audio) / SAMPLE_RATE
                 )
-                texts, covered = assign_texts(window.pieces, timed, options)
+                texts, covered = assign_texts(
+                    window.pieces, unechoed(timed, result, options), options
+                )
                 end_s = max((end for _, end, _ in timed), default=0.0)
             out.append(
                 WindowText(

@@ -2,19 +2,15 @@
 whisper.decode token for token, batching changes nothing, and the faster compute modes stay
 close to fp32."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 import whisper
 
-from pipeline.asr.decode import (
-    AsrRuntime,
-    cpu_has_native_bf16,
-    decode_batch,
-    log_mels,
-    make_runtime,
-    resolve_compute,
-)
+from pipeline.asr.compute import cpu_has_native_bf16, resolve_compute
+from pipeline.asr.decode import AsrRuntime, decode_batch, log_mels, make_runtime
 from pipeline.audio import SAMPLE_RATE, load_call
 from pipeline.config import default_config
 from pipeline.evaluation import cer
@@ -66,6 +62,42 @@ def test_fp32_is_whisper_decode(asr_model, fp32, windows, fp32_batch):
     assert len(fp32_batch[3].tokens) < 20  # the silent window: a few words, no invented text
 
 
+def _whisper_decode(model, runtime: AsrRuntime, windows, prompt: str):
+    options = whisper.DecodingOptions(
+        language="zh", without_timestamps=False, fp16=False, prompt=prompt
+    )
+    with torch.inference_mode():
+        return whisper.decode(model, log_mels(runtime, windows), options)
+
+
+def test_fast_decoder_with_the_hotword_prompt_is_whisper_decode(asr_model, fp32, windows):
+    """The prompt is prefilled as <|startofprev|> + tokens before the sot sequence: the same
+    tokens, scores and no-speech probability (read at <|startoftranscript|>, after the prompt)
+    as whisper.decode given the same prompt."""
+    config = default_config()
+    prompt = replace(config.asr, hotword_prompt=True).prompt
+    assert prompt.startswith("您好、") and prompt.endswith("。")
+    ours = decode_batch(fp32, windows, 0.0, prompt=prompt)
+    expected = _whisper_decode(asr_model, fp32, windows, prompt)
+    for got, ref in zip(ours, expected, strict=True):
+        assert got.tokens == tuple(ref.tokens)
+        assert got.avg_logprob == pytest.approx(ref.avg_logprob, abs=1e-5)
+        assert got.no_speech_prob == pytest.approx(ref.no_speech_prob, abs=1e-5)
+    plain = decode_batch(fp32, windows[3:], 0.0)[0]
+    assert ours[3].no_speech_prob != pytest.approx(plain.no_speech_prob, abs=1e-4)
+
+
+def test_a_prompt_longer_than_whispers_window_is_cut_as_whisper_cuts_it(asr_model, fp32, windows):
+    """Whisper keeps the last n_text_ctx // 2 - 1 tokens of previous text and stops when the
+    tokens outgrow the text context: the fast decoder does the same."""
+    long = "，".join(["您好请问您有什么需要帮助的"] * 40) + "。"
+    assert len(fp32.tokenizer.encode(" " + long)) > fp32.model.dims.n_text_ctx // 2
+    ours = decode_batch(fp32, windows[1:2], 0.0, prompt=long)[0]
+    ref = _whisper_decode(asr_model, fp32, windows[1:2], long)[0]
+    assert ours.tokens == tuple(ref.tokens)
+    assert ours.no_speech_prob == pytest.approx(ref.no_speech_prob, abs=1e-5)
+
+
 def test_batching_changes_nothing(fp32, windows, fp32_batch):
     alone = [decode_batch(fp32, [w], 0.0)[0] for w in windows]
     assert [d.tokens for d in alone] == [d.tokens for d in fp32_batch]
@@ -101,7 +133,8 @@ def test_transcribe_takes_a_runtime(fp32, windows, fp32_batch):
     hands the runtime's features to whisper.decode."""
     clip = windows[3]
     piece = Piece(Segment(0.0, len(clip) / SR, "customer"), 0.0)
-    out = decode_pass(fp32, [Window("c", clip, (piece,))], default_config().asr)
+    plain = replace(default_config().asr, hotword_prompt=False)  # as fp32_batch was decoded
+    out = decode_pass(fp32, [Window("c", clip, (piece,))], plain)
     assert out[0].avg_logprob == pytest.approx(fp32_batch[3].avg_logprob, abs=1e-5)
     hot = decode_batch(fp32, [windows[2]], 0.4)[0]
     assert hot.tokens and cer(hot.text, fp32_batch[2].text) < 0.5

@@ -7,9 +7,12 @@ max_initial_timestamp 1.0, sample_len n_text_ctx // 2 -- with its own decoder lo
 cross-attention keys/values projected once into contiguous [batch, heads, 1500, dim] tensors
 (whisper re-permutes its cached ones at every step), a preallocated head-major self-attention
 cache, logits as F.linear(x, token_embedding.weight), the logit rules applied to the whole batch
-at once, and rows that reached end-of-text dropped from the batch.
+at once, and rows that reached end-of-text dropped from the batch. With a prompt (the hotwords,
+[asr] hotword_prompt) it gives whisper.decode's result for DecodingOptions(prompt=...): the
+prompt's tokens are prefilled after <|startofprev|>, before the sot sequence.
 
-How the model's weights are run is decided once, by make_runtime (`compute`, [asr] compute):
+How the model's weights are run is decided once, by make_runtime (`compute`, [asr] compute;
+pipeline/asr/compute.py):
   fp32  the reference arithmetic.
   int8  the vocabulary projection (51865 x 512, the largest matrix read at every step) in int8;
         the top RESCORE text tokens of each row and every special/timestamp token are then
@@ -25,9 +28,6 @@ audio features.
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -39,9 +39,9 @@ from torch import Tensor, nn
 from whisper.tokenizer import Tokenizer, get_tokenizer
 from whisper.utils import compression_ratio
 
+from pipeline.asr.compute import int8_projection, resolve_compute, with_dtype
 from pipeline.asr.search import whisper_decode
 
-COMPUTE_MODES = ("auto", "fp32", "bf16", "int8", "fp16")
 LANGUAGE = "zh"
 MAX_INITIAL_TIMESTAMP_S = 1.0
 NEG_INF = float("-inf")
@@ -103,34 +103,6 @@ class AsrRuntime:
         return getattr(self.model, name)
 
 
-def cpu_has_native_bf16() -> bool:
-    """True when this CPU multiplies bf16 in hardware (AMX tiles or AVX512-BF16).
-
-    Without it oneDNN emulates bf16 and autocast is slower than fp32. Uses torch's own cpuinfo
-    query (torch.cpu._is_*_supported, torch >= 2.3); unknown means False.
-    """
-    for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
-        check = getattr(torch.cpu, name, None)
-        with contextlib.suppress(Exception):
-            if check is not None and check():
-                return True
-    return False
-
-
-def resolve_compute(compute: str, device: torch.device | str) -> str:
-    """The mode `compute` means on `device` (bf16/int8 ask for fp32 on CUDA)."""
-    if compute not in COMPUTE_MODES:
-        raise ValueError(f"unknown compute {compute!r}: one of {', '.join(COMPUTE_MODES)}")
-    cuda = torch.device(device).type == "cuda"
-    if compute == "auto":
-        return "fp16" if cuda else ("bf16" if cpu_has_native_bf16() else "int8")
-    if cuda and compute != "fp16":
-        return "fp32"
-    if not cuda and compute == "fp16":
-        raise ValueError("compute fp16 needs a CUDA device")
-    return compute
-
-
 def _rules(model: whisper.Whisper, tokenizer: Tokenizer) -> _Rules:
     """whisper.decoding.DecodingTask's filters for our options, as masks over the vocabulary."""
     tok, tb, dims = tokenizer, tokenizer.timestamp_begin, model.dims
@@ -147,34 +119,6 @@ def _rules(model: whisper.Whisper, tokenizer: Tokenizer) -> _Rules:
     return _Rules(
         sot, sot.index(tok.sot), tok.eot, tok.no_speech, tb, dims.n_text_ctx // 2, always, first
     )
-
-
-def with_dtype(module: nn.Module, dtype: torch.dtype) -> nn.Module:
-    """A copy of `module` whose Linear layers hold `dtype` weights; everything else (norms,
-    embeddings) is shared with `module`, not copied."""
-    shared = [
-        t
-        for m in module.modules()
-        if not isinstance(m, nn.Linear)
-        for t in m.parameters(recurse=False)
-    ]
-    clone = copy.deepcopy(module, {id(t): t for t in [*shared, *module.buffers()]})
-    for sub in clone.modules():
-        if isinstance(sub, nn.Linear):
-            sub.to(dtype)
-    return clone
-
-
-def int8_projection(weight: Tensor) -> nn.Module:
-    """x -> x @ weight.T with int8 weights (per-row scales; activations quantised per call)."""
-    linear = nn.Linear(weight.shape[1], weight.shape[0], bias=False)
-    linear.weight = nn.Parameter(weight.detach(), requires_grad=False)
-    qconfig = torch.ao.quantization.per_channel_dynamic_qconfig
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.ao's deprecation notices
-        return torch.ao.quantization.quantize_dynamic(
-            nn.Sequential(linear), {nn.Linear: qconfig}, dtype=torch.qint8
-        )[0]
 
 
 def make_runtime(model: whisper.Whisper, compute: str = "auto") -> AsrRuntime:
@@ -318,23 +262,49 @@ def _prefer_timestamps(logits: Tensor, rules: _Rules) -> None:
     logits[:, :tb].masked_fill_((ts > text)[:, None], NEG_INF)
 
 
-def greedy(runtime: AsrRuntime, features: Tensor) -> list[Decoded]:
-    """Temperature-0 decoding of encoded windows; whisper.decode's result, row for row."""
+def prompt_tokens(runtime: AsrRuntime, prompt: str) -> list[int]:
+    """`prompt` as whisper.decode gives it: encoded after a space, its last n_text_ctx // 2 - 1
+    tokens kept (Whisper's previous-text window)."""
+    if not prompt.strip():
+        return []
+    tokens = runtime.tokenizer.encode(" " + prompt.strip())
+    return tokens[-(runtime.model.dims.n_text_ctx // 2 - 1) :]
+
+
+def initial_tokens(runtime: AsrRuntime, prompt: str = "") -> tuple[int, ...]:
+    """DecodingTask._get_initial_tokens: <|startofprev|> and the prompt, then the sot sequence."""
+    previous = prompt_tokens(runtime, prompt)
+    head = [runtime.tokenizer.sot_prev, *previous] if previous else []
+    return (*head, *runtime.rules.sot_sequence)
+
+
+def greedy(runtime: AsrRuntime, features: Tensor, prompt: str = "") -> list[Decoded]:
+    """Temperature-0 decoding of encoded windows; whisper.decode's result, row for row.
+
+    A prompt (previous text, the hotwords) is prefilled before <|startoftranscript|> with the
+    rest of the initial tokens: a few tokens more in the first forward pass. Whisper reads the
+    no-speech probability at <|startoftranscript|> (its sot_index, after the prompt) and stops
+    once the sequence outgrows the text context, so a long prompt shortens the sampled text.
+    """
     rules, decoder, device, n_batch = runtime.rules, runtime.decoder, features.device, len(features)
-    n_init, n_head = len(rules.sot_sequence), runtime.model.dims.n_text_head
-    out = torch.full((n_batch, rules.sample_len), rules.eot, dtype=torch.long)
-    lengths, sums = [rules.sample_len] * n_batch, torch.zeros(n_batch)
+    init = initial_tokens(runtime, prompt)
+    n_init, n_head = len(init), runtime.model.dims.n_text_head
+    sot_index = init.index(runtime.tokenizer.sot)
+    # whisper.decode's loop ends when the tokens outgrow n_text_ctx (one step past it)
+    sample_len = min(rules.sample_len, runtime.model.dims.n_text_ctx + 1 - n_init)
+    out = torch.full((n_batch, sample_len), rules.eot, dtype=torch.long)
+    lengths, sums = [sample_len] * n_batch, torch.zeros(n_batch)
     with torch.inference_mode():
-        state = _State(decoder, features, n_head, n_init + rules.sample_len)
+        state = _State(decoder, features, n_head, n_init + sample_len)
         rows, alive = torch.arange(n_batch), torch.ones(n_batch, dtype=torch.bool)  # on the CPU
-        tokens = torch.tensor([rules.sot_sequence] * n_batch, device=device)
+        tokens = torch.tensor([init] * n_batch, device=device)
         # "fewer than two tokens sampled" counts as a timestamp before: last becomes penult
         last = penult = torch.ones(n_batch, dtype=torch.bool, device=device)
         ts_last = torch.full((n_batch,), -1, device=device)
-        for step in range(rules.sample_len):
+        for step in range(sample_len):
             x = _forward(decoder, state, tokens, n_init + step - 1 if step else 0, n_head)
             if step == 0:
-                logits = _logits(runtime, x[:, [rules.sot_index, -1]])
+                logits = _logits(runtime, x[:, [sot_index, -1]])
                 no_speech = logits[:, 0].softmax(dim=-1)[:, rules.no_speech].tolist()
                 logits = logits[:, 1].masked_fill_(rules.first, NEG_INF)
             else:
@@ -381,16 +351,16 @@ def decode_batch(
 ) -> list[Decoded]:
     """Decode windows of 16 kHz float32 audio (each <= 30 s) together.
 
-    Temperature 0, beam 1, no prompt: the fast greedy decoder. Otherwise whisper.decode on the
-    runtime's audio features, batched: beam search of `beam_size` at temperature 0 (the second
-    pass for windows whose greedy signals are weak), best of 5 samples above 0 (the fallback
-    for a looping window); `prompt` is given as previous text (the hotwords).
+    Temperature 0, beam 1: the fast greedy decoder. Otherwise whisper.decode on the runtime's
+    audio features, batched: beam search of `beam_size` at temperature 0 (the second pass for
+    windows whose greedy signals are weak), best of 5 samples above 0 (the fallback for a
+    looping window). `prompt` is given as previous text (the hotwords) on every path.
     """
     if not audio:
         return []
     features = encode(runtime, log_mels(runtime, audio))
-    if temperature == 0 and beam_size <= 1 and not prompt:
-        return greedy(runtime, features)
+    if temperature == 0 and beam_size <= 1:
+        return greedy(runtime, features, prompt)
     results = whisper_decode(runtime.model, features, temperature, beam_size, prompt)
     return [
         Decoded(tuple(r.tokens), r.text, r.avg_logprob, r.no_speech_prob, r.compression_ratio)
