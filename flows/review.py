@@ -215,7 +215,9 @@ def _review(
         if agents is not None and remasked:
             agents = sorted({*agents, *store.agents_of(con, remasked)})
         if agents is None or agents:
-            derived = derive_tables_task(store.load_history(con, agents), config)
+            derived = derive_tables_task(
+                store.load_history(con, agents, review.history_columns(config)), config
+            )
             store.replace_derived(con, derived, agents)
             summary.derived_rows = {t: len(f) for t, f in derived.items()}
             # outcomes compare a coached agent with the uncoached ones: any change moves them

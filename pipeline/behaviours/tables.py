@@ -59,24 +59,52 @@ def behaviour_tables(
         settings.recite_exempt,
         settings.recite.n,
     )
-    ordered = utts.sort_values(["call_id", "utterance_id"])
-    for _, agent_utts in ordered.groupby("agent_id", sort=True):  # one agent at a time
-        by_call = {c: g for c, g in agent_utts.groupby("call_id", sort=True)}
+    # plain lists, one agent's and then one call's slice at a time: pandas' per-group frames and
+    # itertuples cost more than the detection itself on a night's millions of utterances
+    ordered = utts[utts["agent_id"].notna()].sort_values(
+        ["agent_id", "call_id", "utterance_id"], kind="stable"
+    )
+    agent_ids = ordered["agent_id"].tolist()
+    call_ids = ordered["call_id"].tolist()
+    utterance_ids = ordered["utterance_id"].astype(int).tolist()
+    speakers = ordered["speaker"].tolist()
+    texts = ordered["text"].tolist()
+    durations = (ordered["end_s"] - ordered["start_s"]).tolist()
+    for first, last in _slices(agent_ids, 0, len(agent_ids)).values():  # one agent at a time
+        by_call = _slices(call_ids, first, last)
         agent_texts = {
-            c: g.loc[g["speaker"] == "agent", "text"].fillna("").tolist()
-            for c, g in by_call.items()
+            c: [
+                "" if _missing(texts[i]) else texts[i]
+                for i in range(a, b)
+                if speakers[i] == "agent"
+            ]
+            for c, (a, b) in by_call.items()
         }
         recitals = agent_recitals(agent_texts, kb, settings.recite_exempt, settings.recite)
-        for call_id, g in by_call.items():
+        for call_id, (a, b) in by_call.items():
             spoken = [
-                Spoken(int(r.utterance_id), str(r.speaker), r.text or "", r.end_s - r.start_s)
-                for r in g.itertuples(index=False)
+                Spoken(utterance_ids[i], str(speakers[i]), texts[i] or "", durations[i])
+                for i in range(a, b)
             ]
             hits = detect_call(spec, spoken)
             figures = call_behaviours(spec, spoken, hits)
             call_rows.append({"call_id": call_id, **asdict(figures), **asdict(recitals[call_id])})
             hit_rows += [{"call_id": call_id, **asdict(h)} for h in hits]
     return _frames(call_rows, hit_rows)
+
+
+def _slices(keys: list[str], first: int, last: int) -> dict[str, tuple[int, int]]:
+    """key -> (first, last) of each run of equal consecutive keys in keys[first:last]."""
+    out, start = {}, first
+    for i in range(first + 1, last + 1):
+        if i == last or keys[i] != keys[start]:
+            out[keys[start]] = (start, i)
+            start = i
+    return out
+
+
+def _missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and value != value)  # None or NaN
 
 
 def _frames(call_rows: list[dict], hit_rows: list[dict]) -> dict[str, pd.DataFrame]:

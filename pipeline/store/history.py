@@ -10,6 +10,7 @@ import duckdb
 import pandas as pd
 
 from pipeline.intake import FileLook, StoredFile
+from pipeline.store.schema import TABLE
 
 
 @dataclass(frozen=True)
@@ -17,7 +18,7 @@ class History:
     """The ok calls (of every agent, or of some), as the derive stage needs them."""
 
     calls: pd.DataFrame  # call_id, agent_id, recorded_at, agent_hired_at, topic
-    utterances: pd.DataFrame  # utterance_log columns + agent_id
+    utterances: pd.DataFrame  # utterance_log columns (all, or those asked for) + agent_id
     metrics: pd.DataFrame  # call_figures columns + agent_id
 
 
@@ -47,13 +48,30 @@ def stale_transcripts(
     return [call_id for (call_id,) in rows]
 
 
-def load_history(con: duckdb.DuckDBPyConnection, agents: Sequence[str] | None = None) -> History:
+def load_history(
+    con: duckdb.DuckDBPyConnection,
+    agents: Sequence[str] | None = None,
+    utterance_columns: Sequence[str] | None = None,
+) -> History:
     """The ok calls of every agent, or of `agents` only: every derived figure of an agent comes
-    from that agent's own calls, so a night recomputes only the agents it touched."""
+    from that agent's own calls, so a night recomputes only the agents it touched.
+
+    `utterance_columns`: the utterance_log columns to read (all when None). utterance_log is the
+    history's bulk (100 rows a call, 37 columns) and the derive stage reads about a third of
+    them: reading only those roughly halves the load and the frame's memory."""
     where, params = "l.status = 'ok'", []
     if agents is not None:
         where += " AND l.agent_id IN (SELECT unnest(?::VARCHAR[]))"
         params = [list(agents)]
+    known = [name for name, _ in TABLE["utterance_log"].columns()]
+    if utterance_columns is None:
+        utt_select = "u.*"
+    else:
+        unknown = sorted(set(utterance_columns) - set(known))
+        if unknown:
+            raise ValueError(f"not utterance_log columns: {unknown}")
+        # in the table's order, so a subset reads like a narrower utterance_log
+        utt_select = ", ".join(f"u.{c}" for c in known if c in set(utterance_columns))
     return History(
         calls=con.execute(
             "SELECT call_id, agent_id, recorded_at, agent_hired_at, topic "
@@ -61,7 +79,7 @@ def load_history(con: duckdb.DuckDBPyConnection, agents: Sequence[str] | None = 
             params,
         ).df(),
         utterances=con.execute(
-            "SELECT u.*, l.agent_id FROM utterance_log u "
+            f"SELECT {utt_select}, l.agent_id FROM utterance_log u "
             f"JOIN call_log l USING (call_id) WHERE {where}",
             params,
         ).df(),
