@@ -269,7 +269,12 @@ def derive_tables(history: History, config: Config) -> dict[str, pd.DataFrame]:
     }
     aligned_rows = [a for pair in pair_rows for a in _aligned_rows(pair, by_call, config)]
 
-    behaviours = behaviour_tables(history.utterances, config.lexicon.behaviours)
+    behaviours = behaviour_tables(
+        history.utterances,
+        config.lexicon.behaviours,
+        history.kept_behaviours,
+        history.kept_hits,
+    )
     metrics = history.metrics.merge(call_derived, on="call_id", how="left").merge(
         behaviours["call_behaviours"], on="call_id", how="left"
     )
