@@ -17,11 +17,16 @@ process of its own so its peak memory is its own:
      agent_drift for all agents, one agent's trend by month, the 20 agents whose agitation rose
      most this month against their early calls, a text search over every utterance (a scan).
 
+With --derive-history the history stage also derives every agent's tables once, as the runs that
+stored it did, so the increment finds its agents' earlier calls already detected (the stored
+behaviour detection it keeps); without it every call of the increment's agents is detected.
+
 Targets (the scale issue): 1. under 60 s for 10 million utterances; 2. under 30 s and 4 GB for
 the derived update and publish; 3. each query under 1 s.
 
     .venv/bin/python scripts/bench_volume.py                      # 100,000 calls (minutes)
     .venv/bin/python scripts/bench_volume.py --calls 10000 --agents 200 --increment 500
+    .venv/bin/python scripts/bench_volume.py --calls 4000 --agents 80 --increment 200 --derive-history
 """
 
 from __future__ import annotations
