@@ -127,31 +127,38 @@ def align_turns(early: list[Turn], current: list[Turn], options: AlignOptions) -
     sim = (1 - w) * (vec_text[:n] @ vec_text[n:].T) + w * (vec_ctx[:n] @ vec_ctx[n:].T)
     gap = options.gap_penalty
     rows, cols = sim.shape
-    score = np.zeros((rows + 1, cols + 1))
-    move = np.zeros((rows + 1, cols + 1), dtype=np.int8)  # 0 diag, 1 up, 2 left
-    score[1:, 0] = -gap * np.arange(1, rows + 1)
-    score[0, 1:] = -gap * np.arange(1, cols + 1)
-    move[1:, 0], move[0, 1:] = 1, 2
+    # Python floats and lists: the cell loop is scalar work, where numpy's per-call overhead
+    # dominated; ties go to the first of (diagonal, up, left) as np.argmax gave them
+    s = sim.tolist()
+    score = [[0.0] * (cols + 1) for _ in range(rows + 1)]
+    move = [[0] * (cols + 1) for _ in range(rows + 1)]  # 0 diag, 1 up, 2 left
     for i in range(1, rows + 1):
+        score[i][0], move[i][0] = -gap * i, 1
+    for j in range(1, cols + 1):
+        score[0][j], move[0][j] = -gap * j, 2
+    for i in range(1, rows + 1):
+        above, here, s_row = score[i - 1], score[i], s[i - 1]
         for j in range(1, cols + 1):
-            choices = (
-                score[i - 1, j - 1] + sim[i - 1, j - 1],
-                score[i - 1, j] - gap,
-                score[i, j - 1] - gap,
-            )
-            move[i, j] = int(np.argmax(choices))
-            score[i, j] = choices[move[i, j]]
+            diag, up, left = above[j - 1] + s_row[j - 1], above[j] - gap, here[j - 1] - gap
+            if diag >= up and diag >= left:
+                move[i][j], here[j] = 0, diag
+            elif up >= left:
+                move[i][j], here[j] = 1, up
+            else:
+                move[i][j], here[j] = 2, left
     out: list[AlignedTurn] = []
     i, j = rows, cols
     while i > 0 and j > 0:
-        if move[i, j] == 0:
-            s = float(sim[i - 1, j - 1])
-            if s >= options.min_similarity:
+        if move[i][j] == 0:
+            sv = s[i - 1][j - 1]
+            if sv >= options.min_similarity:
                 out.append(
-                    AlignedTurn(early[i - 1].utterance_id, current[j - 1].utterance_id, round(s, 4))
+                    AlignedTurn(
+                        early[i - 1].utterance_id, current[j - 1].utterance_id, round(sv, 4)
+                    )
                 )
             i, j = i - 1, j - 1
-        elif move[i, j] == 1:
+        elif move[i][j] == 1:
             i -= 1
         else:
             j -= 1

@@ -229,51 +229,51 @@ def agent_drift(metrics: pd.DataFrame, metric_columns: list[str]) -> pd.DataFram
     effect_size = delta / pooled standard deviation (Cohen's d), null when undefined.
     mixed_versions: the early and current calls' text was not all made the same way.
     """
-    rows = []
-    for agent_id, g in metrics.groupby("agent_id"):
-        early, current = g[g["cohort"] == "early"], g[g["cohort"] == "current"]
-        both = g[g["cohort"].isin(["early", "current"])]
-        made = (
-            set(zip(both["transcript_version"], both["asr_model"].fillna(""), strict=True))
-            if "transcript_version" in g
-            else set()
+    # grouped over all agents at once: a per-agent, per-metric loop took minutes on a night
+    # that recomputes a thousand agents
+    agents = pd.Index(sorted(metrics["agent_id"].dropna().unique()), name="agent_id")
+    values = metrics[metric_columns].astype("float64")
+
+    def side(cohort: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+        g = values[metrics["cohort"] == cohort].groupby(metrics["agent_id"])
+        return (
+            g.mean().reindex(agents),
+            g.var(ddof=1).reindex(agents),
+            g.count().reindex(agents).fillna(0).astype(int),
         )
-        for m in metric_columns:
-            e, c = early[m].dropna().astype(float), current[m].dropna().astype(float)
-            em = float(e.mean()) if len(e) else np.nan
-            cm = float(c.mean()) if len(c) else np.nan
-            pooled = (
-                np.sqrt((e.var(ddof=1) + c.var(ddof=1)) / 2)
-                if len(e) > 1 and len(c) > 1
-                else np.nan
-            )
-            delta = cm - em
-            rows.append(
-                {
-                    "agent_id": agent_id,
-                    "metric": m,
-                    "early_mean": em,
-                    "current_mean": cm,
-                    "delta": delta,
-                    "n_early": len(e),
-                    "n_current": len(c),
-                    "effect_size": float(delta / pooled)
-                    if pooled and np.isfinite(pooled) and pooled > 0
-                    else np.nan,
-                    "mixed_versions": len(made) > 1 if made else None,
-                }
-            )
-    return pd.DataFrame(
-        rows,
-        columns=[
-            "agent_id",
-            "metric",
-            "early_mean",
-            "current_mean",
-            "delta",
-            "n_early",
-            "n_current",
-            "effect_size",
-            "mixed_versions",
-        ],
+
+    (em, ev, en), (cm, cv, cn) = side("early"), side("current")
+    pooled = np.sqrt((ev + cv) / 2).where((en > 1) & (cn > 1))
+    delta = cm - em
+    effect = (delta / pooled).where(pooled.notna() & np.isfinite(pooled) & (pooled > 0))
+
+    def long(frame: pd.DataFrame) -> np.ndarray:  # agent-major, metrics in the given order
+        return frame[metric_columns].to_numpy().reshape(-1)
+
+    out = pd.DataFrame(
+        {
+            "agent_id": np.repeat(agents.to_numpy(), len(metric_columns)),
+            "metric": np.tile(np.array(metric_columns, dtype=object), len(agents)),
+            "early_mean": long(em),
+            "current_mean": long(cm),
+            "delta": long(delta),
+            "n_early": long(en),
+            "n_current": long(cn),
+            "effect_size": long(effect),
+        }
     )
+    out["mixed_versions"] = np.repeat(_mixed_versions(metrics, agents), len(metric_columns))
+    return out
+
+
+def _mixed_versions(metrics: pd.DataFrame, agents: pd.Index) -> np.ndarray:
+    """Per agent: whether its early and current calls' text was made more than one way (None
+    when it has neither, or the versions are not known)."""
+    if "transcript_version" not in metrics:
+        return np.full(len(agents), None, dtype=object)
+    both = metrics[metrics["cohort"].isin(["early", "current"])]
+    made = (
+        both["transcript_version"].astype(str) + "\x00" + both["asr_model"].fillna("").astype(str)
+    )
+    ways = made.groupby(both["agent_id"]).nunique().reindex(agents)
+    return np.array([None if pd.isna(n) else bool(n > 1) for n in ways], dtype=object)

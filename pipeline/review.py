@@ -198,6 +198,29 @@ def _call_docs(utts: pd.DataFrame, calls: pd.DataFrame) -> dict[str, align.CallD
     }
 
 
+def history_columns(config: Config) -> tuple[str, ...]:
+    """The utterance_log columns derive_tables reads (store.load_history's utterance_columns):
+    keys, speaker, timing and text (behaviours, pairing, alignment), the descriptive figures of
+    the baselines and the aligned deltas, and agitation's voice features."""
+    return tuple(
+        dict.fromkeys(
+            (
+                "call_id",
+                "utterance_id",
+                "speaker",
+                "start_s",
+                "end_s",
+                "text",
+                "pitch_median_hz",
+                "pitch_range_st",
+                "loudness_dbfs",
+                "speech_rate_cpm",
+                *config.agitation.features,
+            )
+        )
+    )
+
+
 def derive_tables(history: History, config: Config) -> dict[str, pd.DataFrame]:
     """Every derived table, recomputed from the stored history of ok calls."""
     calls, utts = history.calls, history.utterances
@@ -238,13 +261,20 @@ def derive_tables(history: History, config: Config) -> dict[str, pd.DataFrame]:
         ]
     # each paired call's utterances, grouped once (not filtered out of the history per pair)
     paired = {c for p in pair_rows for c in (p.early_call_id, p.current_call_id)}
+    # as plain dicts (utterance_id -> row, in call order): a pandas row lookup per aligned turn
+    # cost more than the alignment
     by_call = {
-        call_id: g.sort_values("utterance_id").set_index("utterance_id")
+        call_id: {r["utterance_id"]: r for r in g.sort_values("utterance_id").to_dict("records")}
         for call_id, g in utts[utts["call_id"].isin(paired)].groupby("call_id")
     }
     aligned_rows = [a for pair in pair_rows for a in _aligned_rows(pair, by_call, config)]
 
-    behaviours = behaviour_tables(history.utterances, config.lexicon.behaviours)
+    behaviours = behaviour_tables(
+        history.utterances,
+        config.lexicon.behaviours,
+        history.kept_behaviours,
+        history.kept_hits,
+    )
     metrics = history.metrics.merge(call_derived, on="call_id", how="left").merge(
         behaviours["call_behaviours"], on="call_id", how="left"
     )
@@ -264,25 +294,27 @@ def derive_tables(history: History, config: Config) -> dict[str, pd.DataFrame]:
 
 
 def _aligned_rows(
-    pair: PairRow, by_call: Mapping[str, pd.DataFrame], config: Config
+    pair: PairRow, by_call: Mapping[str, Mapping[int, Mapping[str, object]]], config: Config
 ) -> list[AlignedRow]:
     early, current = by_call[pair.early_call_id], by_call[pair.current_call_id]
     backchannel = config.alignment.backchannel_max_chars
-    e_turns = align.agent_turns([(i, r.speaker, r.text) for i, r in early.iterrows()], backchannel)
+    e_turns = align.agent_turns(
+        [(i, str(r["speaker"]), r["text"]) for i, r in early.items()], backchannel
+    )
     c_turns = align.agent_turns(
-        [(i, r.speaker, r.text) for i, r in current.iterrows()], backchannel
+        [(i, str(r["speaker"]), r["text"]) for i, r in current.items()], backchannel
     )
     context = {("e", t.utterance_id): t.context for t in e_turns} | {
         ("c", t.utterance_id): t.context for t in c_turns
     }
 
-    def delta(col: str, e: pd.Series, c: pd.Series) -> float | None:
+    def delta(col: str, e: Mapping[str, object], c: Mapping[str, object]) -> float | None:
         a, b = e.get(col), c.get(col)
-        return None if pd.isna(a) or pd.isna(b) else float(b - a)
+        return None if pd.isna(a) or pd.isna(b) else float(b - a)  # type: ignore[operator]
 
     rows = []
     for m in align.align_turns(e_turns, c_turns, config.alignment):
-        e, c = early.loc[m.early_utterance_id], current.loc[m.current_utterance_id]
+        e, c = early[m.early_utterance_id], current[m.current_utterance_id]
         rows.append(
             AlignedRow(
                 pair_id=pair.pair_id,

@@ -9,8 +9,9 @@ import duckdb
 import pandas as pd
 import pytest
 
+from pipeline.behaviours.tables import KEPT_COLUMNS
 from pipeline.config import default_config
-from pipeline.review import derive_tables
+from pipeline.review import derive_tables, history_columns
 from pipeline.store import load_history, replace_derived, schema_sql
 from pipeline.store.db import write_frame
 from pipeline.store.reads import flagged_utterances
@@ -136,3 +137,47 @@ def test_the_report_lists_why_with_the_words_that_fired(con):
 
     rows = flagged(flagged_utterances(con, "A01", agitation_high=99.0), agitation_high=99.0)
     assert rows[0].reasons == ("知错不改 argues «我没说错»", "服务姿态过高 talking down «这是常识»")
+
+
+def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.sort_values(list(frame.columns[:3])).reset_index(drop=True)
+
+
+def test_a_night_keeps_the_detection_of_unchanged_calls_and_equals_a_full_recompute(tmp_path):
+    """Detection reads a call's own text, so a night takes it as stored for the calls stored
+    before the last finished run and not masked again since, and detects only the others; the
+    tables equal a recompute of every call. Here one call is stored again after that run and one
+    is masked again, both with other words: both are detected again."""
+    con = duckdb.connect(str(tmp_path / "night.duckdb"))
+    con.execute(schema_sql())
+    _store(con)
+    config = default_config()
+    con.execute("UPDATE call_log SET processed_at = ?", [HIRED])
+    replace_derived(con, derive_tables(load_history(con), config))
+    finished = HIRED + timedelta(days=1)  # the last finished run
+    con.execute(
+        "UPDATE utterance_log SET text = '好的，我来帮您处理，明天给您回电。' "
+        "WHERE call_id IN ('c2', 'c3') AND speaker = 'agent'"
+    )
+    con.execute(
+        "UPDATE call_log SET processed_at = ? WHERE call_id = 'c2'", [finished + timedelta(hours=1)]
+    )
+    history = load_history(
+        con,
+        ["A01"],
+        history_columns(config),
+        unchanged_since=finished,
+        changed=["c3"],
+        kept_columns=KEPT_COLUMNS,
+    )
+    assert sorted(history.kept_behaviours["call_id"]) == ["c0", "c1"]
+    night = derive_tables(history, config)
+    full = derive_tables(load_history(con), config)
+    con.close()
+    assert (
+        night["call_behaviours"].loc[lambda f: f["call_id"] == "c3", "agent_owns_count"].item() == 3
+    )
+    for table in ("call_behaviours", "utterance_behaviours"):
+        pd.testing.assert_frame_equal(
+            _sorted(night[table]), _sorted(full[table]), check_dtype=False, obj=table
+        )

@@ -3,9 +3,9 @@
 DuckDB allows one writer or several readers per file, so the run never opens the analysts'
 file for writing. It writes to its own working file beside it (`<db>.work`), one transaction per
 call, and when the run has finished (derived tables included) it publishes a consistent copy:
-checkpoint, copy to `<db>.publishing`, fsync, then an atomic rename over `<db>`. A reader that
-has the old file open keeps the snapshot it opened (on Linux the rename leaves its inode alone);
-the next reader opens the new one. A crash at any moment leaves the working file with every
+checkpoint, copy to `<db>.publishing` (a copy-on-write clone where the file system offers one),
+fsync, then an atomic rename over `<db>`. A reader that has the old file open keeps the snapshot
+it opened (on Linux the rename leaves its inode alone); the next reader opens the new one. A crash at any moment leaves the working file with every
 committed call (DuckDB replays its WAL) and the published file untouched; the next run resumes
 from the working file and publishes. What the command line writes into the published file
 between runs (calibration imports, coaching events) is carried into the working file when a run
@@ -14,6 +14,7 @@ starts (KEPT_FROM_PUBLISHED), so publishing does not lose it.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 from pathlib import Path
@@ -47,7 +48,7 @@ def open_for_run(db: str | Path) -> duckdb.DuckDBPyConnection:
     db, work = Path(db), working_path(db)
     Path(str(db) + PUBLISHING_SUFFIX).unlink(missing_ok=True)  # a publish a crash cut short
     if not work.exists() and db.exists():
-        shutil.copyfile(db, work)
+        copy_file(db, work)
     try:
         con = connect(work)
     except StoreLockedError as e:
@@ -92,12 +93,30 @@ def publish(con: duckdb.DuckDBPyConnection, db: str | Path) -> Path:
     con.execute("CHECKPOINT")  # everything in the main file, nothing left in the WAL
     con.close()
     tmp = Path(str(db) + PUBLISHING_SUFFIX)
-    shutil.copyfile(work, tmp)
+    copy_file(work, tmp)
     with open(tmp, "rb+") as f:
         os.fsync(f.fileno())
     os.replace(tmp, db)
     _fsync_dir(db.parent)
     return db
+
+
+# Linux's FICLONE ioctl: the copy shares the source's blocks until either is written
+# (copy-on-write), so publishing a multi-GB history costs no copy where the file system has it.
+FICLONE = 0x40049409
+
+
+def copy_file(src: Path, dst: Path) -> None:
+    """A copy of src at dst: a copy-on-write clone where the file system makes one (btrfs, XFS
+    with reflink, bcachefs), else an ordinary full copy (ext4, tmpfs, other systems). Either is
+    a separate file: the run's later writes to src never show in dst."""
+    with open(src, "rb") as s, open(dst, "wb") as d:
+        try:
+            fcntl.ioctl(d.fileno(), FICLONE, s.fileno())
+            return
+        except OSError:
+            pass  # no reflink here (EOPNOTSUPP, EXDEV, EINVAL...): copy the bytes
+    shutil.copyfile(src, dst)
 
 
 def _fsync_dir(folder: Path) -> None:
