@@ -22,9 +22,9 @@ ChannelLayout = Literal["agent_left", "agent_right", "mono"]
 # How a call's text was made, stored with each call (calls.transcript_version). Bump it when
 # transcription changes what it writes; stored calls of an older version are transcribed again
 # ([run] reprocess_per_run). 1: mono speech packed per voice, greedy decoding. 2: mono speech in
-# time order (transcribe first, attribute after), beam search where greedy is weak. 3: the
-# hotword prompt ([asr] hotword_prompt) on every window.
-TRANSCRIPT_VERSION = 3
+# time order (transcribe first, attribute after), beam search where greedy is weak. (The
+# hotword prompt, [asr] hotword_prompt, is off by default and does not change the version.)
+TRANSCRIPT_VERSION = 2
 Cohort = Literal["early", "current"]
 
 
