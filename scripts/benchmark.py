@@ -943,6 +943,13 @@ def data_summary(calls: list[CallPlan]) -> dict[str, dict[str, int]]:
     return out
 
 
+def write_results(out: Path, report: dict, table: str) -> None:
+    """The result JSON and its markdown table beside it."""
+    out.write_text(json.dumps(report, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    out.with_suffix(".md").write_text(table + "\n", encoding="utf-8")
+    print(f"[benchmark] wrote {out} and {out.with_suffix('.md').name}", file=sys.stderr)
+
+
 def run_benchmark(args: argparse.Namespace) -> int:
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     unknown = [s for s in systems if s not in SYSTEMS]
@@ -1012,9 +1019,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
         "failed": failed,
         "table": table,
     }
-    out.write_text(json.dumps(report, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    out.with_suffix(".md").write_text(table + "\n", encoding="utf-8")
-    print(f"[benchmark] wrote {out} and {out.with_suffix('.md').name}", file=sys.stderr)
+    write_results(out, report, table)
     return 1 if failed else 0
 
 
@@ -1050,9 +1055,7 @@ def rescore(files: list[Path], out: Path | None, samples: Path) -> int:
         "failed": failed,
         "table": table,
     }
-    out.write_text(json.dumps(report, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    out.with_suffix(".md").write_text(table + "\n", encoding="utf-8")
-    print(f"[benchmark] wrote {out} and {out.with_suffix('.md').name}", file=sys.stderr)
+    write_results(out, report, table)
     return 0
 
 
