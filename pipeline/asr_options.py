@@ -27,6 +27,7 @@ class AsrOptions:
     logprob_min: float
     compression_ratio_max: float
     fallback_temperatures: tuple[float, ...]
+    split_snap_chars: int = 4  # a text split between pieces is cut at a clause end this near
     beam_size: int = 1  # second pass for windows whose greedy text is weak (1: none)
     beam_logprob: float = -0.5  # weak: greedy average log-probability below this
     compute: Literal["auto", "fp32", "bf16", "int8", "fp16"] = "auto"  # pipeline/asr/decode.py

@@ -192,14 +192,18 @@ def test_joining_never_removes_a_mask():
 
 
 def test_span_time_is_interpolated_over_the_spoken_characters():
-    # 20 spoken characters over 10 s; the number is characters 6-16, so 3 s to 8 s, padded
-    text = "我的手机号是13812345678，谢谢您"
+    # 20 spoken characters and the comma's pause (one syllable) over 10 s; the number is
+    # characters 6-16, so 6/21 to 17/21 of the time; the closing full stop is the end, no pause
+    text = "我的手机号是13812345678，谢谢您。"
     (r,) = redact_utterances([("customer", 10.0, 20.0, text)], RedactOptions(mute_pad_s=0.0))
     (span,) = r.spans
     assert (span.utterance_index, span.kind, span.start_char, span.end_char) == (0, "phone", 6, 17)
-    assert span.start_s == pytest.approx(13.0) and span.end_s == pytest.approx(18.5)
+    assert span.start_s == pytest.approx(10 + 60 / 21) and span.end_s == pytest.approx(
+        10 + 170 / 21
+    )
     (padded,) = redact_utterances([("customer", 10.0, 20.0, text)])[0].spans
-    assert padded.start_s == pytest.approx(12.7) and padded.end_s == pytest.approx(18.8)
+    assert padded.start_s == pytest.approx(span.start_s - 0.3)
+    assert padded.end_s == pytest.approx(span.end_s + 0.3)
 
 
 def test_mute_ranges_merge_overlaps_across_utterances():

@@ -1,6 +1,8 @@
 """Window packing, timestamp parsing and text assignment; the real model on real speech and
 on line noise (where no text may be invented)."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -19,6 +21,7 @@ from pipeline.windows import (
     assign_texts,
     onset_lead,
     pack_windows,
+    snap_cut,
     timed_segments,
 )
 
@@ -117,6 +120,20 @@ def test_text_spanning_two_pieces_is_split_by_overlap():
     texts, covered = assign_texts(pieces, timed, ASR)
     assert texts == (("第一句话", "一半"), ("第二句话", "一半"))
     assert covered == pytest.approx((3.0, 3.0))
+
+
+def test_a_split_text_is_cut_at_the_nearest_sentence_end_not_inside_a_clause():
+    # half the time over each turn, but the first turn's words end at its question mark:
+    # a cut by share alone would hand 吗？ to the next turn (the prompted decoder's 对|吗？)
+    pieces = (Piece(Segment(10, 12, "customer"), 0.0), Piece(Segment(20, 22, "customer"), 2.6))
+    timed = [(1.0, 3.6, "我再打电话，对吗？没有了谢谢")]
+    texts, _ = assign_texts(pieces, timed, ASR)
+    assert texts == (("我再打电话，对吗？",), ("没有了谢谢",))
+    # a full stop within reach beats a nearer comma; none within reach: cut by share
+    assert snap_cut("慢一点很正常。你听我说，我不知道", 9, 4) == 7
+    assert snap_cut("一二三四五六七八九十一二三四", 7, 4) == 7
+    no_snap = replace(ASR, split_snap_chars=0)
+    assert assign_texts(pieces, timed, no_snap)[0] == (("我再打电话，对",), ("吗？没有了谢谢",))
 
 
 @pytest.mark.slow
