@@ -40,7 +40,7 @@ import re
 import unicodedata
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from pipeline.digit_runs import (
@@ -325,6 +325,25 @@ def redact_utterances(
             RedactedUtterance(i, speaker, start_s, end_s, _apply(text, merged, options), timed)
         )
     return out
+
+
+def retime(
+    redacted: RedactedUtterance,
+    char_times: Sequence[tuple[float, float]],
+    pad_s: float = DEFAULT_OPTIONS.mute_pad_s,
+) -> RedactedUtterance:
+    """The utterance with its spans timed from when each character was spoken (seconds from
+    the utterance's start, one pair per character of its original text: pipeline.asr.timing)
+    instead of by the character share, padded as before."""
+    spans = tuple(
+        replace(
+            s,
+            start_s=max(0.0, redacted.start_s + char_times[s.start_char][0] - pad_s),
+            end_s=redacted.start_s + char_times[s.end_char - 1][1] + pad_s,
+        )
+        for s in redacted.spans
+    )
+    return replace(redacted, spans=spans)
 
 
 def mute_ranges(redacted: Iterable[RedactedUtterance]) -> list[tuple[float, float]]:

@@ -10,16 +10,19 @@ timestamp, as Whisper's own `transcribe` seeks. Windows from many calls can shar
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 
 import numpy as np
 import whisper
 
 from pipeline.asr.decode import AsrRuntime, Decoded, decode_batch, make_runtime
+from pipeline.asr.timing import CharTimes, char_times
 from pipeline.audio import SAMPLE_RATE
 from pipeline.config import AsrOptions
 from pipeline.records import CallAudio, Coverage, Segment, Transcript, Utterance
-from pipeline.redact import RedactedUtterance, RedactOptions, redact_utterances
+from pipeline.redact import RedactedUtterance, RedactOptions, redact_utterances, retime
 from pipeline.rows import PiiSpan
 from pipeline.text import echoes_prompt, simplify
 from pipeline.windows import (
@@ -34,6 +37,8 @@ from pipeline.windows import (
 SEEKS = 3  # most re-decodes of one window from where its text stopped
 # openai-whisper as loaded, or with how it is run decided (pipeline/asr/decode.py)
 AsrModel = whisper.Whisper | AsrRuntime
+# when each character of a segment's text was spoken (pipeline.asr.timing), or None
+Aligner = Callable[[Segment, str], CharTimes | None]
 
 
 @dataclass(frozen=True)
@@ -223,10 +228,15 @@ def decode_windows(model: AsrModel, windows: list[Window], options: AsrOptions) 
 
 
 def utterances_from_windows(
-    call_id: str, windows: list[Window], decoded: list[WindowText], redaction: RedactOptions
+    call_id: str,
+    windows: list[Window],
+    decoded: list[WindowText],
+    redaction: RedactOptions,
+    align: Aligner | None = None,
 ) -> tuple[list[Utterance], list[PiiSpan]]:
     """One utterance per VAD segment that got text, ordered by start time, PII-masked; and the
-    masked spans with their times, so the report can mute them in the audio."""
+    masked spans with their times, so the report can mute them in the audio: from `align` (the
+    words' own times) where it is given and succeeds, else by the span's share of the text."""
     rows: list[tuple[Segment, str, WindowText]] = []
     for window, result in zip(windows, decoded, strict=True):
         if window.call_id != call_id:
@@ -240,6 +250,13 @@ def utterances_from_windows(
         (seg.speaker, round(seg.start_s, 3), round(seg.end_s, 3), text) for seg, text, _ in rows
     ]
     redacted = redact_utterances(timed, redaction)  # a number read over a pause is seen whole
+    if align is not None:
+        redacted = [
+            retime(red, times, redaction.mute_pad_s)
+            if red.spans and (times := align(seg, text)) is not None
+            else red
+            for red, (seg, text, _) in zip(redacted, rows, strict=True)
+        ]
     spans = _pii_rows(call_id, [i for i, _ in enumerate(rows)], redacted)
     return [
         Utterance(
@@ -323,8 +340,20 @@ def transcribe_calls(
         w for call_id, audio, segs in calls for w in pack_windows(call_id, audio, segs, options)
     ]
     decoded = decode_windows(model, windows, options)
+    runtime = as_runtime(model)
     out = {}
-    for call_id, _, _ in calls:
-        utterances, pii = utterances_from_windows(call_id, windows, decoded, options.redaction)
+    for call_id, audio, _ in calls:
+        align = partial(_align_segment, runtime, audio)
+        utterances, pii = utterances_from_windows(
+            call_id, windows, decoded, options.redaction, align
+        )
         out[call_id] = Transcript(utterances, speech_coverage(call_id, windows, decoded), pii)
     return out
+
+
+def _align_segment(
+    runtime: AsrRuntime, audio: CallAudio, seg: Segment, text: str
+) -> CharTimes | None:
+    return char_times(
+        runtime.model, runtime.tokenizer, audio.clip(seg.speaker, seg.start_s, seg.end_s), text
+    )
