@@ -1,7 +1,9 @@
 """The service behaviours on the real run over the sample calls (the session's `flow_run`: no
 Whisper run of its own). The sample scripts' current calls have the agents say 我已经说得很明白了,
 hand the problem back (你去问银行, 这不是我们的问题) and drop the early calls' apologies, so the
-drift table must show talking down and passing back up and empathy down for every agent."""
+drift table must show talking down and passing back up and empathy down for every agent; where
+the scripts put them (sample_audio/README.md), an alternative turned into a flat refusal and
+an admitted mistake into an argument."""
 
 from __future__ import annotations
 
@@ -22,6 +24,29 @@ def test_the_drift_table_shows_the_scripted_behaviours_drifting(db_con):
         assert drift[agent, "agent_empathy_rate"] < 0, agent
         assert drift[agent, "agent_empathy_count"] < 0, agent
         assert drift[agent, "agent_passes_back_count"] > 0, agent
+
+
+# (metric, which way it drifts, the agents whose scripts have it in both cohorts)
+SCRIPTED = [
+    ("agent_positive_no_count", -1, ("A01", "A02")),
+    ("agent_negative_refusal_count", 1, ("A01", "A02")),
+    ("agent_admits_count", -1, ("A02", "A03")),
+    ("agent_argues_count", 1, ("A02", "A03")),
+]
+
+
+def test_saying_no_and_owning_mistakes_drift_where_the_scripts_put_them(db_con):
+    for metric, sign, agents in SCRIPTED:
+        for agent in agents:
+            (delta,) = db_con.execute(
+                "SELECT delta FROM agent_drift WHERE agent_id = ? AND metric = ?", [agent, metric]
+            ).fetchone()
+            assert delta * sign > 0, (agent, metric, delta)
+    argued = db_con.execute(
+        "SELECT call_id FROM call_flags WHERE rule = 'argues_after_correction' AND hit "
+        "ORDER BY call_id"
+    ).fetchall()
+    assert [c for (c,) in argued] == ["A02-C-refund", "A03-C-billing"]
 
 
 def test_every_sample_call_has_behaviour_figures_and_the_flags_point_at_turns(db_con):
