@@ -32,7 +32,7 @@ class AsrOptions:
     beam_logprob: float = -0.5  # weak: greedy average log-probability below this
     compute: Literal["auto", "fp32", "bf16", "int8", "fp16"] = "auto"  # pipeline/asr/decode.py
     hotwords: tuple[str, ...] = ()  # the terms of the [asr] hotwords file
-    hotword_prompt: bool = False  # give the hotwords to Whisper as previous text
+    hotword_prompt: bool = True  # give the hotwords to Whisper as previous text
     hallucinations: tuple[str, ...] = ()  # filled from [lexicon] hallucinations
     redaction: RedactOptions = DEFAULT_REDACTION  # PII masking (pipeline/redact.py documents it)
 

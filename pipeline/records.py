@@ -22,9 +22,10 @@ ChannelLayout = Literal["agent_left", "agent_right", "mono"]
 # How a call's text was made, stored with each call (calls.transcript_version). Bump it when
 # transcription changes what it writes; stored calls of an older version are transcribed again
 # ([run] reprocess_per_run). 1: mono speech packed per voice, greedy decoding. 2: mono speech in
-# time order (transcribe first, attribute after), beam search where greedy is weak. (The
-# hotword prompt, [asr] hotword_prompt, is off by default and does not change the version.)
-TRANSCRIPT_VERSION = 2
+# time order (transcribe first, attribute after), beam search where greedy is weak. 3: the
+# hotword prompt on by default, text split between turns at sentence ends, masked numbers timed
+# by Whisper's word timing. (Turning [asr] hotword_prompt on or off does not change the version.)
+TRANSCRIPT_VERSION = 3
 Cohort = Literal["early", "current"]
 
 

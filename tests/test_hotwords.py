@@ -20,11 +20,10 @@ CONFIG = cfg.default_config()
 ON = replace(CONFIG.asr, hotword_prompt=True)
 
 
-def test_the_shipped_list_is_read_and_off_by_default():
+def test_the_shipped_list_is_read_and_on_by_default():
     assert {"您好", "退款", "工单", "优惠券", "订单号"} <= set(CONFIG.asr.hotwords)
-    assert not CONFIG.asr.hotword_prompt  # off until its effect on PII timing is understood
-    assert CONFIG.asr.prompt == ""
-    assert ON.prompt == "、".join(CONFIG.asr.hotwords) + "。"
+    assert CONFIG.asr.hotword_prompt
+    assert CONFIG.asr.prompt == ON.prompt == "、".join(CONFIG.asr.hotwords) + "。"
     assert replace(CONFIG.asr, hotword_prompt=False).prompt == ""
 
 
