@@ -42,7 +42,8 @@ class AsrOptions:
         return hotword_text(self.hotwords) if self.hotword_prompt else ""
 
 
-_CLAUSE_ENDS = "，。？！、；：,.?!;:"
+# marks after which a clause ends: the prompt keeps them, pipeline.windows cuts a text there
+CLAUSE_ENDS = "，。？！、；：,.?!;:"
 
 
 def hotword_text(terms: tuple[str, ...]) -> str:
@@ -52,7 +53,7 @@ def hotword_text(terms: tuple[str, ...]) -> str:
     reads to it like earlier speech."""
     text = ""
     for term in terms:
-        if text and text[-1] not in _CLAUSE_ENDS:
+        if text and text[-1] not in CLAUSE_ENDS:
             text += "、"
         text += term
-    return text + "。" if text and text[-1] not in _CLAUSE_ENDS else text
+    return text + "。" if text and text[-1] not in CLAUSE_ENDS else text

@@ -339,8 +339,8 @@ def transcribe_calls(
     windows = [
         w for call_id, audio, segs in calls for w in pack_windows(call_id, audio, segs, options)
     ]
-    decoded = decode_windows(model, windows, options)
-    runtime = as_runtime(model)
+    runtime = as_runtime(model)  # once: decoding and the PII timing share it
+    decoded = decode_windows(runtime, windows, options)
     out = {}
     for call_id, audio, _ in calls:
         align = partial(_align_segment, runtime, audio)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from whisper.tokenizer import Tokenizer
 
+from pipeline.asr_options import CLAUSE_ENDS
 from pipeline.audio import SAMPLE_RATE
 from pipeline.config import AsrOptions
 from pipeline.records import CallAudio, Segment, Speaker
@@ -205,7 +206,6 @@ def assign_texts(
     return tuple(tuple(t) for t in texts), tuple(covered)
 
 
-_CLAUSE_MARKS = frozenset("，。？！、；：,.?!;:")
 _SENTENCE_ENDS = frozenset("。？！.?!")
 _CLAUSE_COST = 1.5  # a cut after a comma counts as this many characters further than a full stop
 
@@ -224,7 +224,7 @@ def snap_cut(text: str, cut: int, reach: int) -> int:
     ends = [
         i
         for i in range(max(1, cut - reach), min(len(text), cut + reach) + 1)
-        if text[i - 1] in _CLAUSE_MARKS
+        if text[i - 1] in CLAUSE_ENDS
     ]
     return min(ends, key=cost) if ends else cut
 

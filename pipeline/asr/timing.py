@@ -36,6 +36,6 @@ def char_times(
     times: CharTimes = []
     for word in words:
         times += [(float(word.start), float(word.end))] * len(word.word)
-    if len(times) != len(text) or "".join(w.word for w in words) != text:
+    if "".join(w.word for w in words) != text:
         return None
     return times
