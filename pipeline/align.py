@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,21 +75,32 @@ def tfidf(docs: list[list[str]]) -> np.ndarray:
 def pair_calls(
     early: list[CallDoc], current: list[CallDoc], jargon: tuple[str, ...]
 ) -> list[CallPair]:
+    tokens = {d.call_id: words(d.text, jargon) for d in early + current}
+    return pair_tokens(
+        [(d.call_id, d.topic) for d in early], [(d.call_id, d.topic) for d in current], tokens
+    )
+
+
+def pair_tokens(
+    early: Sequence[tuple[str, str | None]],
+    current: Sequence[tuple[str, str | None]],
+    tokens: Mapping[str, Sequence[str]],
+) -> list[CallPair]:
+    """pair_calls on calls already cut into words: (call_id, topic) of each side and each
+    call's words (the derive stage keeps them across runs in `call_words`)."""
     if not early or not current:
         return []
-    vecs = tfidf([words(d.text, jargon) for d in early + current])
+    vecs = tfidf([list(tokens[c]) for c, _ in [*early, *current]])
     sim = vecs[: len(early)] @ vecs[len(early) :].T
-    allowed = np.array(
-        [[e.topic is None or c.topic is None or e.topic == c.topic for c in current] for e in early]
-    )
+    allowed = np.array([[e is None or c is None or e == c for _, c in current] for _, e in early])
     cost = np.where(allowed, -sim, 1e6)  # a forbidden cell costs more than any real pairing
     rows, cols = linear_sum_assignment(cost)
     pairs = []
     for r, c in zip(rows, cols, strict=True):
         if not allowed[r, c]:
             continue
-        e, k = early[r], current[c]
-        pairs.append(CallPair(e.call_id, k.call_id, e.topic or k.topic, round(float(sim[r, c]), 4)))
+        (e, e_topic), (k, k_topic) = early[r], current[c]
+        pairs.append(CallPair(e, k, e_topic or k_topic, round(float(sim[r, c]), 4)))
     return pairs
 
 
