@@ -45,7 +45,7 @@ from pipeline.records import (
     Utterance,
     UtteranceFigures,
 )
-from pipeline.rows import AlignedRow, PairRow
+from pipeline.rows import PairRow
 from pipeline.speakers import AgentChoice, SpeakerEncoder, VoicePrint
 from pipeline.store.history import History
 from pipeline.text import words
@@ -210,26 +210,6 @@ def process_call(
     return measure_prepared(prepared, transcript, config, choices.get(call.call_id))
 
 
-def _call_tokens(
-    utts: pd.DataFrame, call_ids: pd.Series, kept: pd.DataFrame | None, config: Config
-) -> dict[str, list[str]]:
-    """call_id -> pairing words (align.words of the call's whole transcript) of the cohort
-    calls: as stored for the calls whose text is unchanged (`kept`, call_words rows), cut with
-    jieba for the others. Cutting every cohort call again was a third of a night's derive."""
-    stored = (
-        {}
-        if kept is None or kept.empty
-        else dict(zip(kept["call_id"], kept["words"].str.split(), strict=True))
-    )
-    out = {c: stored[c] for c in call_ids if c in stored}
-    todo = [c for c in call_ids if c not in out]
-    mine = utts[utts["call_id"].isin(todo)].sort_values(["call_id", "utterance_id"])
-    text = mine.groupby("call_id")["text"].agg(lambda t: "".join(t.fillna("")))
-    for c in todo:
-        out[c] = words(text.get(c, ""), config.lexicon.jargon)
-    return {c: out[c] for c in call_ids}
-
-
 def history_columns(config: Config) -> tuple[str, ...]:
     """The utterance_log columns derive_tables reads (store.load_history's utterance_columns):
     keys, speaker, timing and text (behaviours, pairing, alignment), the descriptive figures of
@@ -277,7 +257,9 @@ def derive_tables(history: History, config: Config) -> dict[str, pd.DataFrame]:
     cohort_calls = call_derived.loc[call_derived["cohort"].notna(), ["call_id", "cohort"]].merge(
         calls[["call_id", "agent_id", "topic"]], on="call_id"
     )
-    tokens = _call_tokens(utts, cohort_calls["call_id"], history.kept_words, config)
+    tokens = align.call_tokens(
+        utts, cohort_calls["call_id"], history.kept_words, config.lexicon.jargon
+    )
     pair_rows: list[PairRow] = []
     for agent_id, g in cohort_calls.groupby("agent_id"):
         sides = {
@@ -306,7 +288,9 @@ def derive_tables(history: History, config: Config) -> dict[str, pd.DataFrame]:
         call_id: {r["utterance_id"]: r for r in g.sort_values("utterance_id").to_dict("records")}
         for call_id, g in utts[utts["call_id"].isin(paired)].groupby("call_id")
     }
-    aligned_rows = [a for pair in pair_rows for a in _aligned_rows(pair, by_call, config)]
+    aligned_rows = [
+        a for pair in pair_rows for a in align.aligned_rows(pair, by_call, config.alignment)
+    ]
 
     behaviours = behaviour_tables(
         history.utterances,
@@ -376,54 +360,6 @@ def update_derived(
         del derived
         release_freed_memory()
     return dict(written)
-
-
-def _aligned_rows(
-    pair: PairRow, by_call: Mapping[str, Mapping[int, Mapping[str, object]]], config: Config
-) -> list[AlignedRow]:
-    early, current = by_call[pair.early_call_id], by_call[pair.current_call_id]
-    backchannel = config.alignment.backchannel_max_chars
-    e_turns = align.agent_turns(
-        [(i, str(r["speaker"]), r["text"]) for i, r in early.items()], backchannel
-    )
-    c_turns = align.agent_turns(
-        [(i, str(r["speaker"]), r["text"]) for i, r in current.items()], backchannel
-    )
-    context = {("e", t.utterance_id): t.context for t in e_turns} | {
-        ("c", t.utterance_id): t.context for t in c_turns
-    }
-
-    def delta(col: str, e: Mapping[str, object], c: Mapping[str, object]) -> float | None:
-        a, b = e.get(col), c.get(col)
-        return None if pd.isna(a) or pd.isna(b) else float(b - a)  # type: ignore[operator]
-
-    rows = []
-    for m in align.align_turns(e_turns, c_turns, config.alignment):
-        e, c = early[m.early_utterance_id], current[m.current_utterance_id]
-        rows.append(
-            AlignedRow(
-                pair_id=pair.pair_id,
-                agent_id=pair.agent_id,
-                early_call_id=pair.early_call_id,
-                current_call_id=pair.current_call_id,
-                early_utterance_id=m.early_utterance_id,
-                current_utterance_id=m.current_utterance_id,
-                similarity=m.similarity,
-                early_customer_text=context[("e", m.early_utterance_id)],
-                early_text=e["text"],
-                current_customer_text=context[("c", m.current_utterance_id)],
-                current_text=c["text"],
-                early_start_s=e["start_s"],
-                early_end_s=e["end_s"],
-                current_start_s=c["start_s"],
-                current_end_s=c["end_s"],
-                delta_speech_rate_cpm=delta("speech_rate_cpm", e, c),
-                delta_pitch_vs_baseline_st=delta("pitch_vs_baseline_st", e, c),
-                delta_loudness_db=delta("loudness_dbfs", e, c),
-                delta_agitation=delta("agitation", e, c),
-            )
-        )
-    return rows
 
 
 RUN_PACKAGES = (
