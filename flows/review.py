@@ -50,7 +50,6 @@ from flows.tasks import (
     derive_tables_task,
 )
 from pipeline import asr, intake, review, store
-from pipeline.behaviours.tables import KEPT_COLUMNS
 from pipeline.coaching.refresh import refresh_outcomes
 from pipeline.config import Config, find_config_file, load_config
 from pipeline.manifest import check_manifest, iter_manifest, manifest_path
@@ -212,25 +211,17 @@ def _review(
         summary.n_remasked = len(remasked)
         # Every derived figure of an agent comes from that agent's calls alone: recompute the
         # agents this run (or a crashed one) changed; all of them after a settings change.
-        # Per-call work that reads the call's own text (behaviour detection) is kept from the
-        # last finished run for calls stored before it and not masked again since.
+        # Per-call work that reads the call's own text (behaviour detection, pairing's words) is
+        # kept for calls stored before the last finished run, or by this run (done where they
+        # were measured), and not masked again since.
         since = None if force else store.last_finished(con, settings)
         agents = None if since is None else store.agents_of_calls_after(con, since)
         if agents is not None and remasked:
             agents = sorted({*agents, *store.agents_of(con, remasked)})
         if agents is None or agents:
-            history = store.load_history(
-                con,
-                agents,
-                review.history_columns(config),
-                unchanged_since=since,
-                changed=remasked,
-                kept_columns=KEPT_COLUMNS,
+            summary.derived_rows = review.update_derived(
+                con, agents, config, since, remasked, derive_tables_task, settings
             )
-            derived = derive_tables_task(history, config)
-            del history
-            store.replace_derived(con, derived, agents)
-            summary.derived_rows = {t: len(f) for t, f in derived.items()}
             # outcomes compare a coached agent with the uncoached ones: any change moves them
             summary.derived_rows["coaching_results"] = len(refresh_outcomes(con, config.coaching))
         summary.derived_agents = agents

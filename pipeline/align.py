@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from scipy.optimize import linear_sum_assignment
 
 from pipeline.config import AlignOptions
+from pipeline.rows import AlignedRow, PairRow
 from pipeline.text import char_ngrams, words
 
 
@@ -74,22 +77,53 @@ def tfidf(docs: list[list[str]]) -> np.ndarray:
 def pair_calls(
     early: list[CallDoc], current: list[CallDoc], jargon: tuple[str, ...]
 ) -> list[CallPair]:
+    tokens = {d.call_id: words(d.text, jargon) for d in early + current}
+    return pair_tokens(
+        [(d.call_id, d.topic) for d in early], [(d.call_id, d.topic) for d in current], tokens
+    )
+
+
+def pair_tokens(
+    early: Sequence[tuple[str, str | None]],
+    current: Sequence[tuple[str, str | None]],
+    tokens: Mapping[str, Sequence[str]],
+) -> list[CallPair]:
+    """pair_calls on calls already cut into words: (call_id, topic) of each side and each
+    call's words (the derive stage keeps them across runs in `call_words`)."""
     if not early or not current:
         return []
-    vecs = tfidf([words(d.text, jargon) for d in early + current])
+    vecs = tfidf([list(tokens[c]) for c, _ in [*early, *current]])
     sim = vecs[: len(early)] @ vecs[len(early) :].T
-    allowed = np.array(
-        [[e.topic is None or c.topic is None or e.topic == c.topic for c in current] for e in early]
-    )
+    allowed = np.array([[e is None or c is None or e == c for _, c in current] for _, e in early])
     cost = np.where(allowed, -sim, 1e6)  # a forbidden cell costs more than any real pairing
     rows, cols = linear_sum_assignment(cost)
     pairs = []
     for r, c in zip(rows, cols, strict=True):
         if not allowed[r, c]:
             continue
-        e, k = early[r], current[c]
-        pairs.append(CallPair(e.call_id, k.call_id, e.topic or k.topic, round(float(sim[r, c]), 4)))
+        (e, e_topic), (k, k_topic) = early[r], current[c]
+        pairs.append(CallPair(e, k, e_topic or k_topic, round(float(sim[r, c]), 4)))
     return pairs
+
+
+def call_tokens(
+    utts: pd.DataFrame, call_ids: pd.Series, kept: pd.DataFrame | None, jargon: tuple[str, ...]
+) -> dict[str, list[str]]:
+    """call_id -> pairing words (align.words of the call's whole transcript) of the cohort
+    calls: as stored for the calls whose text is unchanged (`kept`, call_words rows), cut with
+    jieba for the others. Cutting every cohort call again was a third of a night's derive."""
+    stored = (
+        {}
+        if kept is None or kept.empty
+        else dict(zip(kept["call_id"], kept["words"].str.split(), strict=True))
+    )
+    out = {c: stored[c] for c in call_ids if c in stored}
+    todo = [c for c in call_ids if c not in out]
+    mine = utts[utts["call_id"].isin(todo)].sort_values(["call_id", "utterance_id"])
+    text = mine.groupby("call_id")["text"].agg(lambda t: "".join(t.fillna("")))
+    for c in todo:
+        out[c] = words(text.get(c, ""), jargon)
+    return {c: out[c] for c in call_ids}
 
 
 # Marks of a question in a customer turn: question marks, sentence-final 吗/呢, question words.
@@ -163,3 +197,53 @@ def align_turns(early: list[Turn], current: list[Turn], options: AlignOptions) -
         else:
             j -= 1
     return out[::-1]
+
+
+def aligned_rows(
+    pair: PairRow, by_call: Mapping[str, Mapping[int, Mapping[str, object]]], options: AlignOptions
+) -> list[AlignedRow]:
+    """The aligned agent turns of a pair, with their texts, clip times and figure deltas
+    (`aligned_utterances`); by_call: call_id -> utterance_id -> stored row, in call order."""
+    early, current = by_call[pair.early_call_id], by_call[pair.current_call_id]
+    backchannel = options.backchannel_max_chars
+    e_turns = agent_turns(
+        [(i, str(r["speaker"]), r["text"]) for i, r in early.items()], backchannel
+    )
+    c_turns = agent_turns(
+        [(i, str(r["speaker"]), r["text"]) for i, r in current.items()], backchannel
+    )
+    context = {("e", t.utterance_id): t.context for t in e_turns} | {
+        ("c", t.utterance_id): t.context for t in c_turns
+    }
+
+    def delta(col: str, e: Mapping[str, object], c: Mapping[str, object]) -> float | None:
+        a, b = e.get(col), c.get(col)
+        return None if pd.isna(a) or pd.isna(b) else float(b - a)  # type: ignore[operator]
+
+    rows = []
+    for m in align_turns(e_turns, c_turns, options):
+        e, c = early[m.early_utterance_id], current[m.current_utterance_id]
+        rows.append(
+            AlignedRow(
+                pair_id=pair.pair_id,
+                agent_id=pair.agent_id,
+                early_call_id=pair.early_call_id,
+                current_call_id=pair.current_call_id,
+                early_utterance_id=m.early_utterance_id,
+                current_utterance_id=m.current_utterance_id,
+                similarity=m.similarity,
+                early_customer_text=context[("e", m.early_utterance_id)],
+                early_text=e["text"],
+                current_customer_text=context[("c", m.current_utterance_id)],
+                current_text=c["text"],
+                early_start_s=e["start_s"],
+                early_end_s=e["end_s"],
+                current_start_s=c["start_s"],
+                current_end_s=c["end_s"],
+                delta_speech_rate_cpm=delta("speech_rate_cpm", e, c),
+                delta_pitch_vs_baseline_st=delta("pitch_vs_baseline_st", e, c),
+                delta_loudness_db=delta("loudness_dbfs", e, c),
+                delta_agitation=delta("agitation", e, c),
+            )
+        )
+    return rows

@@ -48,6 +48,7 @@ class RunSettings:
     dask_address: str | None = None  # tcp://host:8786: the tasks run there (flows/cluster.py)
     dask_workers: Annotated[int, Field(ge=0)] = 0  # > 0: a local cluster of this many processes
     reprocess_per_run: Annotated[int, Field(ge=0)] = 100  # older-pipeline calls redone a run
+    derive_batch_calls: Annotated[int, Field(ge=1)] = 10_000  # ok calls per derive batch
 
 
 @dataclass(config=_STRICT)

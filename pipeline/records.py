@@ -13,6 +13,7 @@ from typing import Literal
 
 import numpy as np
 
+from pipeline.behaviours.figures import CallBehaviours, UtteranceBehaviour
 from pipeline.intake import FileLook
 from pipeline.rows import PiiSpan, SpeakerAttribution
 from pipeline.speakers.options import CallVoices
@@ -263,6 +264,17 @@ class CallFigures:
 
 
 @dataclass(frozen=True)
+class CallTextWork:
+    """What the derive stage needs of one call's own text alone, done where the call is measured
+    (on the workers) so that a night's derive only reads it: the words pairing compares and the
+    service-behaviour detection (docs/CONTRACTS.md, "Derived tables")."""
+
+    words: str  # jieba words of the whole transcript, jargon kept whole, space-separated
+    behaviours: CallBehaviours | None  # None: no behaviour settings (a Lexicon built without)
+    hits: tuple[UtteranceBehaviour, ...]
+
+
+@dataclass(frozen=True)
 class CallResult:
     """Everything the per-call stages produce for one call."""
 
@@ -276,6 +288,7 @@ class CallResult:
     pii: list[PiiSpan] = field(default_factory=list)
     attribution: SpeakerAttribution | None = None  # how the speech was given to the speakers
     look: FileLook | None = None  # the file's size and mtime: later runs skip it unread
+    text_work: CallTextWork | None = None  # None: the call has no agent_id
 
 
 @dataclass(frozen=True)

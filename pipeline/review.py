@@ -13,34 +13,42 @@ from __future__ import annotations
 
 import hashlib
 import platform
-from collections.abc import Container, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import asdict, fields, replace
+from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
 
+import duckdb
 import numpy as np
 import pandas as pd
 import torch
 import whisper
 
-from pipeline import align, derive, mono, rules
+from pipeline import align, derive, mono, rules, store
 from pipeline.asr.decode import AsrRuntime
 from pipeline.audio import load_call
+from pipeline.behaviours.figures import Spoken
 from pipeline.behaviours.tables import CALL_METRICS as BEHAVIOUR_METRICS
-from pipeline.behaviours.tables import behaviour_tables
+from pipeline.behaviours.tables import KEPT_COLUMNS, behaviour_tables, call_detection
 from pipeline.config import Config
+from pipeline.memory import release_freed_memory
 from pipeline.metrics import measure_call
 from pipeline.records import (
     CallAudio,
     CallFigures,
     CallInput,
     CallResult,
+    CallTextWork,
     PreparedCall,
     Transcript,
+    Utterance,
     UtteranceFigures,
 )
-from pipeline.rows import AlignedRow, PairRow
+from pipeline.rows import PairRow
 from pipeline.speakers import AgentChoice, SpeakerEncoder, VoicePrint
 from pipeline.store.history import History
+from pipeline.text import words
 from pipeline.transcribe import transcribe_calls
 from pipeline.vad import find_segments, speech_spans
 
@@ -158,6 +166,7 @@ def measure_prepared(
         )
         attribution = mono.attribution_row(call.call_id, prepared.voices, choice, config.speakers)
     figures, call_figures = measure(call.call_id, audio, transcript, config)
+    work = text_work(transcript.utterances, config) if call.agent_id is not None else None
     return CallResult(
         call,
         audio.duration_s,
@@ -169,7 +178,20 @@ def measure_prepared(
         transcript.pii,
         attribution,
         prepared.look,
+        work,
     )
+
+
+def text_work(utterances: Sequence[Utterance], config: Config) -> CallTextWork:
+    """The work on a call's own text that the derive stage would otherwise do every night it
+    recomputes the call's agent (records.CallTextWork), from the utterances as stored: done here,
+    on the workers, it is stored with the call and the derive keeps it."""
+    ordered = sorted(utterances, key=lambda u: u.utterance_id)
+    spoken = [Spoken(u.utterance_id, u.speaker, u.text or "", u.end_s - u.start_s) for u in ordered]
+    settings = config.lexicon.behaviours
+    behaviours, hits = call_detection(settings.spec, spoken) if settings else (None, ())
+    text = "".join(u.text or "" for u in ordered)
+    return CallTextWork(" ".join(words(text, config.lexicon.jargon)), behaviours, hits)
 
 
 def process_call(
@@ -186,16 +208,6 @@ def process_call(
     [prepared], _, choices = attribute_chunk([prepared], prints or {}, config)
     transcript = transcribe_chunk([prepared], asr_model, config)[call.call_id]
     return measure_prepared(prepared, transcript, config, choices.get(call.call_id))
-
-
-def _call_docs(utts: pd.DataFrame, calls: pd.DataFrame) -> dict[str, align.CallDoc]:
-    text = utts.sort_values(["call_id", "utterance_id"]).groupby("call_id")["text"].agg("".join)
-    return {
-        r.call_id: align.CallDoc(
-            r.call_id, r.topic if isinstance(r.topic, str) else None, text.get(r.call_id, "")
-        )
-        for r in calls.itertuples()
-    }
 
 
 def history_columns(config: Config) -> tuple[str, ...]:
@@ -242,12 +254,21 @@ def derive_tables(history: History, config: Config) -> dict[str, pd.DataFrame]:
     )
 
     utts = utts.merge(utt_derived, on=["call_id", "utterance_id"], how="left")
-    docs = _call_docs(utts, calls)
+    cohort_calls = call_derived.loc[call_derived["cohort"].notna(), ["call_id", "cohort"]].merge(
+        calls[["call_id", "agent_id", "topic"]], on="call_id"
+    )
+    tokens = align.call_tokens(
+        utts, cohort_calls["call_id"], history.kept_words, config.lexicon.jargon
+    )
     pair_rows: list[PairRow] = []
-    by_agent = call_derived.merge(calls[["call_id", "agent_id"]], on="call_id").groupby("agent_id")
-    for agent_id, g in by_agent:
-        early = [docs[c] for c in g.loc[g["cohort"] == "early", "call_id"]]
-        current = [docs[c] for c in g.loc[g["cohort"] == "current", "call_id"]]
+    for agent_id, g in cohort_calls.groupby("agent_id"):
+        sides = {
+            cohort: [
+                (str(c), t if isinstance(t, str) else None)
+                for c, t in zip(side["call_id"], side["topic"], strict=True)
+            ]
+            for cohort, side in g.groupby("cohort")
+        }
         pair_rows += [
             PairRow(
                 f"{p.early_call_id}~{p.current_call_id}",
@@ -257,7 +278,7 @@ def derive_tables(history: History, config: Config) -> dict[str, pd.DataFrame]:
                 p.topic,
                 p.similarity,
             )
-            for p in align.pair_calls(early, current, config.lexicon.jargon)
+            for p in align.pair_tokens(sides.get("early", []), sides.get("current", []), tokens)
         ]
     # each paired call's utterances, grouped once (not filtered out of the history per pair)
     paired = {c for p in pair_rows for c in (p.early_call_id, p.current_call_id)}
@@ -267,7 +288,9 @@ def derive_tables(history: History, config: Config) -> dict[str, pd.DataFrame]:
         call_id: {r["utterance_id"]: r for r in g.sort_values("utterance_id").to_dict("records")}
         for call_id, g in utts[utts["call_id"].isin(paired)].groupby("call_id")
     }
-    aligned_rows = [a for pair in pair_rows for a in _aligned_rows(pair, by_call, config)]
+    aligned_rows = [
+        a for pair in pair_rows for a in align.aligned_rows(pair, by_call, config.alignment)
+    ]
 
     behaviours = behaviour_tables(
         history.utterances,
@@ -286,59 +309,57 @@ def derive_tables(history: History, config: Config) -> dict[str, pd.DataFrame]:
         "agitation_baselines": agitation_base,
         "agent_drift": derive.agent_drift(metrics, DRIFT_METRICS),
         "call_flags": pd.DataFrame(
-            [asdict(f) for f in rules.flag_calls(metrics, config.lexicon.rules)]
+            [vars(f) for f in rules.flag_calls(metrics, config.lexicon.rules)]
         ),
-        "call_pairs": pd.DataFrame([asdict(p) for p in pair_rows]),
-        "aligned_utterances": pd.DataFrame([asdict(a) for a in aligned_rows]),
+        "call_words": pd.DataFrame(
+            {"call_id": list(tokens), "words": [" ".join(w) for w in tokens.values()]},
+            columns=["call_id", "words"],
+        ),
+        # vars, not asdict, for these flat records: asdict's deep copy of a night's hundreds of
+        # thousands of rows cost seconds
+        "call_pairs": pd.DataFrame([vars(p) for p in pair_rows]),
+        "aligned_utterances": pd.DataFrame([vars(a) for a in aligned_rows]),
     }
 
 
-def _aligned_rows(
-    pair: PairRow, by_call: Mapping[str, Mapping[int, Mapping[str, object]]], config: Config
-) -> list[AlignedRow]:
-    early, current = by_call[pair.early_call_id], by_call[pair.current_call_id]
-    backchannel = config.alignment.backchannel_max_chars
-    e_turns = align.agent_turns(
-        [(i, str(r["speaker"]), r["text"]) for i, r in early.items()], backchannel
-    )
-    c_turns = align.agent_turns(
-        [(i, str(r["speaker"]), r["text"]) for i, r in current.items()], backchannel
-    )
-    context = {("e", t.utterance_id): t.context for t in e_turns} | {
-        ("c", t.utterance_id): t.context for t in c_turns
-    }
-
-    def delta(col: str, e: Mapping[str, object], c: Mapping[str, object]) -> float | None:
-        a, b = e.get(col), c.get(col)
-        return None if pd.isna(a) or pd.isna(b) else float(b - a)  # type: ignore[operator]
-
-    rows = []
-    for m in align.align_turns(e_turns, c_turns, config.alignment):
-        e, c = early[m.early_utterance_id], current[m.current_utterance_id]
-        rows.append(
-            AlignedRow(
-                pair_id=pair.pair_id,
-                agent_id=pair.agent_id,
-                early_call_id=pair.early_call_id,
-                current_call_id=pair.current_call_id,
-                early_utterance_id=m.early_utterance_id,
-                current_utterance_id=m.current_utterance_id,
-                similarity=m.similarity,
-                early_customer_text=context[("e", m.early_utterance_id)],
-                early_text=e["text"],
-                current_customer_text=context[("c", m.current_utterance_id)],
-                current_text=c["text"],
-                early_start_s=e["start_s"],
-                early_end_s=e["end_s"],
-                current_start_s=c["start_s"],
-                current_end_s=c["end_s"],
-                delta_speech_rate_cpm=delta("speech_rate_cpm", e, c),
-                delta_pitch_vs_baseline_st=delta("pitch_vs_baseline_st", e, c),
-                delta_loudness_db=delta("loudness_dbfs", e, c),
-                delta_agitation=delta("agitation", e, c),
-            )
+def update_derived(
+    con: duckdb.DuckDBPyConnection,
+    agents: Sequence[str] | None,
+    config: Config,
+    since: datetime | None,
+    changed: Sequence[str] = (),
+    derive: Callable[[History, Config], dict[str, pd.DataFrame]] = derive_tables,
+    settings_sha256: str | None = None,
+) -> dict[str, int]:
+    """Recompute and store the derived tables of `agents` (every agent when None), one batch of
+    agents at a time (store.agent_batches, [run] derive_batch_calls): every derived figure of an
+    agent comes from that agent's calls alone, so the memory follows the batch and not the
+    history. `since` (store.last_finished) and `changed` (calls masked again this run): the
+    per-call text work of the calls stored before `since`, or since by a run with
+    `settings_sha256` (this one: records.CallTextWork), and not changed is kept as stored
+    (store.load_history). `derive`: derive_tables, or the flow's task around it. Rows written
+    per table."""
+    batches = store.agent_batches(con, agents, config.run.derive_batch_calls)
+    if agents is None:
+        store.clear_derived(con)
+    written: Counter[str] = Counter()
+    for batch in batches:
+        history = store.load_history(
+            con,
+            batch,
+            history_columns(config),
+            unchanged_since=since,
+            changed=changed,
+            kept_columns=KEPT_COLUMNS,
+            settings_sha256=settings_sha256,
         )
-    return rows
+        derived = derive(history, config)
+        del history
+        store.replace_derived(con, derived, batch)
+        written.update({t: len(f) for t, f in derived.items()})
+        del derived
+        release_freed_memory()
+    return dict(written)
 
 
 RUN_PACKAGES = (

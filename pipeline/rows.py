@@ -167,6 +167,16 @@ class AgentDrift:
 
 
 @dataclass(frozen=True)
+class CallWords:
+    """A cohort call's words as pairing reads them (`call_words`): jieba words of the whole
+    transcript, jargon kept whole, space-separated. Kept across runs for calls whose text has
+    not changed, so a night tokenises only its new cohort calls."""
+
+    call_id: str
+    words: str
+
+
+@dataclass(frozen=True)
 class PairRow:
     """An early call paired with a current call on the same question (`call_pairs`)."""
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pipeline.behaviours.figures import Spoken, call_behaviours, detect_call
 from pipeline.behaviours.recite import (
     ReciteOptions,
+    _covered,
     agent_recitals,
     knowledge_base,
     read_exempt,
@@ -159,3 +162,16 @@ def test_a_complaint_answered_over_several_utterances_is_one_occasion(spec):
     fig = call_behaviours(spec, call, detect_call(spec, call))
     assert (fig.customer_complaint_turns, fig.agent_empathy_count) == (2, 1)
     assert fig.agent_empathy_rate == 0.5
+
+
+@given(st.text(alphabet="甲乙丙丁", max_size=40), st.integers(1, 5), st.data())
+def test_covered_characters_are_those_inside_a_found_gram(run, n, data):
+    """_covered counts each character inside at least one found n-gram once, however the found
+    grams overlap or abut (the plain definition, one flag per character)."""
+    grams = sorted({run[i : i + n] for i in range(len(run) - n + 1)})
+    found = set(data.draw(st.lists(st.sampled_from(grams)) if grams else st.just([])))
+    flags = [False] * len(run)
+    for i in range(len(run) - n + 1):
+        if run[i : i + n] in found:
+            flags[i : i + n] = [True] * n
+    assert _covered(run, found, n) == sum(flags)

@@ -168,6 +168,91 @@ def test_one_agents_derived_rows_recomputed_alone_equal_a_full_recompute(flow_ru
         pd.testing.assert_frame_equal(after[table], before[table], rtol=1e-9, obj=table)
 
 
+def test_a_night_in_batches_of_one_agent_keeps_text_work_and_equals_one_recompute(
+    flow_run, tmp_path
+):
+    """The run's derive (review.update_derived) one agent per batch ([run] derive_batch_calls =
+    1), first over every agent and then as a night after a finished run, which keeps every
+    call's stored detection and pairing words: each stores the same rows as one derive of the
+    whole history, and the night's pairing reads the stored words."""
+    import shutil
+    from dataclasses import replace
+    from datetime import datetime
+
+    from pipeline import review, store
+
+    db = tmp_path / "copy.duckdb"
+    shutil.copy(flow_run[2], db)
+    config = default_config()
+    one_by_one = replace(config, run=replace(config.run, derive_batch_calls=1))
+    con = store.connect(db)
+    try:
+        agents = [r[0] for r in con.execute("SELECT DISTINCT agent_id FROM call_log").fetchall()]
+        assert len(store.agent_batches(con, None, 1)) == len(agents) > 1
+        store.replace_derived(con, review.derive_tables(store.load_history(con), config))
+        expected = {t: _rows(con, t) for t in store.DERIVED_TABLES}
+        assert len(expected["call_words"]) and len(expected["call_pairs"])
+        con.execute("DELETE FROM call_pairs")  # stale rows a full recompute must not leave
+        review.update_derived(con, None, one_by_one, None)
+        full = {t: _rows(con, t) for t in store.DERIVED_TABLES}
+        # stored words not the jieba cut's: a night that kept them pairs on them
+        con.execute("UPDATE call_words SET words = '同 一 个 词'")
+        night = store.load_history(
+            con, agents, review.history_columns(config), unchanged_since=datetime.now(),
+            kept_columns=review.KEPT_COLUMNS,
+        )  # fmt: skip
+        assert set(night.kept_words["call_id"]) == set(expected["call_words"]["call_id"])
+        review.update_derived(con, agents, one_by_one, datetime.now())
+        after = {t: _rows(con, t) for t in store.DERIVED_TABLES}
+    finally:
+        con.close()
+    for table in store.DERIVED_TABLES:
+        pd.testing.assert_frame_equal(full[table], expected[table], rtol=1e-9, obj=table)
+    assert set(after["call_pairs"]["similarity"]) == {1.0}  # every kept call has the same words
+    for table in set(store.DERIVED_TABLES) - {"call_pairs", "aligned_utterances", "call_words"}:
+        pd.testing.assert_frame_equal(after[table], expected[table], rtol=1e-9, obj=table)
+
+
 def _rows(con, table: str) -> pd.DataFrame:  # noqa: ANN001
     frame = con.execute(f"SELECT * FROM {table} ORDER BY ALL").df()
     return frame.reset_index(drop=True)
+
+
+def test_text_work_done_where_a_call_is_measured_equals_the_derives(flow_run):
+    """review.text_work, which a run does per call where the call is measured and stores with
+    it, gives what the derive stage computes from the stored text: the same behaviour figures
+    and hits, and the cohort calls' pairing words."""
+    from dataclasses import asdict
+
+    from pipeline import review, store
+    from pipeline.records import Utterance
+
+    config = default_config()
+    con = store.connect(flow_run[2], read_only=True)
+    try:
+        history = store.load_history(con, None, review.history_columns(config))
+    finally:
+        con.close()
+    derived = review.derive_tables(history, config)
+    figures = derived["call_behaviours"].set_index("call_id")
+    hits = derived["utterance_behaviours"]
+    stored_words = derived["call_words"].set_index("call_id")["words"].to_dict()
+    assert stored_words and len(hits)
+    for call_id, g in history.utterances.groupby("call_id"):
+        utts = [
+            Utterance(r.call_id, int(r.utterance_id), r.speaker, r.start_s, r.end_s, r.text)
+            for r in g.itertuples()
+        ]
+        work = review.text_work(utts, config)
+        expected = figures.loc[call_id, list(asdict(work.behaviours))].to_dict()
+        got = asdict(work.behaviours)
+        for name, value in got.items():
+            assert (pd.isna(expected[name]) and value is None) or expected[name] == pytest.approx(
+                value, rel=1e-9
+            ), (call_id, name)
+        mine = hits[hits["call_id"] == call_id].drop(columns="call_id")
+        assert sorted(map(tuple, mine.itertuples(index=False))) == sorted(
+            (h.utterance_id, h.behaviour, h.kind, h.words) for h in work.hits
+        )
+        if call_id in stored_words:
+            assert work.words == stored_words[call_id]

@@ -38,10 +38,14 @@ def contexts(spec: BehaviourSpec, customer: str) -> frozenset[str]:
     return frozenset(c.name for c in spec.contexts if find(customer, c.matcher, min_chars))
 
 
-def detect_turn(spec: BehaviourSpec, customer: str, agent: str) -> tuple[Hit, ...]:
+def detect_turn(
+    spec: BehaviourSpec, customer: str, agent: str, where: frozenset[str] | None = None
+) -> tuple[Hit, ...]:
     """At most one hit per behaviour: the first kind in the behaviour's priority order that
-    fires (a refusal followed by an alternative is an alternative; see the file's kinds)."""
-    where = contexts(spec, customer)
+    fires (a refusal followed by an alternative is an alternative; see the file's kinds).
+    `where`: contexts(spec, customer), when the caller has it already."""
+    if where is None:
+        where = contexts(spec, customer)
     fired: dict[tuple[str, str], Hit] = {}
     for p in spec.patterns:
         if (p.behaviour, p.kind) in fired or (p.after is not None and p.after not in where):

@@ -60,18 +60,33 @@ def _share(good: int, bad: int) -> float | None:
     return good / (good + bad) if good + bad else None
 
 
-def detect_call(spec: BehaviourSpec, utterances: Sequence[Spoken]) -> list[UtteranceBehaviour]:
+def detect_call(
+    spec: BehaviourSpec,
+    utterances: Sequence[Spoken],
+    where: dict[str, frozenset[str]] | None = None,
+) -> list[UtteranceBehaviour]:
+    """`where`: customer speech -> its contexts, filled as they are judged; pass the same dict
+    to call_behaviours. Consecutive agent utterances answer the same customer speech, and the
+    figures read the same contexts again: judging them once was a third of a night's detection."""
     out = []
+    where = {} if where is None else where
     for turn in turns((u.utterance_id, u.speaker, u.text) for u in utterances):
-        hits: tuple[Hit, ...] = detect_turn(spec, turn.customer, turn.agent)
+        if turn.customer not in where:
+            where[turn.customer] = contexts(spec, turn.customer)
+        hits: tuple[Hit, ...] = detect_turn(spec, turn.customer, turn.agent, where[turn.customer])
         out += [UtteranceBehaviour(turn.utterance_id, h.behaviour, h.kind, h.words) for h in hits]
     return out
 
 
 def call_behaviours(
-    spec: BehaviourSpec, utterances: Sequence[Spoken], hits: Sequence[UtteranceBehaviour]
+    spec: BehaviourSpec,
+    utterances: Sequence[Spoken],
+    hits: Sequence[UtteranceBehaviour],
+    judged: dict[str, frozenset[str]] | None = None,
 ) -> CallBehaviours:
-    """The call's figures from its utterances and the hits `detect_call` found in them."""
+    """The call's figures from its utterances and the hits `detect_call` found in them
+    (`judged`: the contexts detect_call judged, reused)."""
+    judged = {} if judged is None else judged
 
     def n(kind: str) -> int:
         return sum(h.kind == kind for h in hits)
@@ -80,7 +95,10 @@ def call_behaviours(
     # one answer, and acknowledging a complaint once in it is enough.
     agent_turns = turns((u.utterance_id, u.speaker, u.text) for u in utterances)
     first = {t.answers: t.customer for t in agent_turns if t.answers >= 0}  # one per occasion
-    where = {k: contexts(spec, text) for k, text in first.items()}
+    for text in first.values():
+        if text not in judged:
+            judged[text] = contexts(spec, text)
+    where = {k: judged[text] for k, text in first.items()}
     answered = {t.utterance_id: t.answers for t in agent_turns}
     complaints = {k for k, c in where.items() if "complaint" in c}
     empathic = {answered[h.utterance_id] for h in hits if h.kind == "empathy"}

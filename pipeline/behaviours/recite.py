@@ -45,7 +45,8 @@ def segments(text: str, exempt: Sequence[str]) -> list[str]:
     """Comparable runs of an utterance: exempt wording cut out (an n-gram must not bridge the
     cut), punctuation dropped, numerals as digits (Whisper writes 七 or 7 at random)."""
     parts = [text]
-    for phrase in sorted(exempt, key=len, reverse=True):
+    # only the phrases in the text (one C-level search each): most utterances hold none
+    for phrase in sorted((e for e in exempt if e in text), key=len, reverse=True):
         parts = [p for part in parts for p in part.split(phrase)]
     return [s for p in parts if (s := numerals_to_digits(strip_punct(p)))]
 
@@ -56,11 +57,12 @@ def grams(runs: Sequence[str], n: int) -> set[str]:
 
 def _covered(run: str, found: set[str], n: int) -> int:
     """Characters of run inside at least one n-gram in `found`."""
-    hit = [False] * len(run)
+    covered = end = 0  # end: where the covered stretch so far ends
     for i in range(len(run) - n + 1):
         if run[i : i + n] in found:
-            hit[i : i + n] = [True] * n
-    return sum(hit)
+            covered += i + n - max(i, end)
+            end = i + n
+    return covered
 
 
 def _explains(runs: list[str], options: ReciteOptions) -> bool:

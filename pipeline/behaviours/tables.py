@@ -12,7 +12,8 @@ every agent, as an edited rule threshold does). Reciting needs the agent's other
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import pandas as pd
@@ -26,6 +27,7 @@ from pipeline.behaviours.figures import (
 )
 from pipeline.behaviours.recite import Recital, agent_recitals, knowledge_base
 from pipeline.behaviours.settings import BehaviourSettings
+from pipeline.behaviours.spec import BehaviourSpec
 
 
 @dataclass(frozen=True)
@@ -101,12 +103,21 @@ def behaviour_tables(
             if call_id in stored:
                 figures, hits = stored[call_id]
             else:
-                found = detect_call(spec, spoken)
-                figures = asdict(call_behaviours(spec, spoken, found))
-                hits = [{"call_id": call_id, **asdict(h)} for h in found]
-            call_rows.append({"call_id": call_id, **figures, **asdict(recitals[call_id])})
+                found_figures, found = call_detection(spec, spoken)
+                figures = vars(found_figures)  # flat records: asdict's deep copy costs more
+                hits = [{"call_id": call_id, **vars(h)} for h in found]
+            call_rows.append({"call_id": call_id, **figures, **vars(recitals[call_id])})
             hit_rows += hits
     return _frames(call_rows, hit_rows)
+
+
+def call_detection(
+    spec: BehaviourSpec, spoken: Sequence[Spoken]
+) -> tuple[CallBehaviours, tuple[UtteranceBehaviour, ...]]:
+    """One call's detection (its utterances in order): the figures and the hits behind them."""
+    judged: dict[str, frozenset[str]] = {}
+    found = detect_call(spec, spoken, judged)
+    return call_behaviours(spec, spoken, found, judged), tuple(found)
 
 
 def _kept_figures(

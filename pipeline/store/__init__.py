@@ -23,6 +23,7 @@ from pipeline.store.db import (
 )
 from pipeline.store.history import (
     History,
+    agent_batches,
     agents_of,
     agents_of_calls_after,
     changed_agents,
@@ -37,12 +38,14 @@ from pipeline.store.schema import DERIVED_TABLES, TABLES, schema_sql
 from pipeline.store.snapshot import open_for_run, publish, working_path
 from pipeline.store.voices import load_voice_prints, save_attributions, save_voice_prints
 from pipeline.store.writes import (
+    clear_derived,
     finish_run,
     mark_interrupted_runs,
     replace_derived,
     save_call,
     save_chunk,
     save_failed_call,
+    save_text_work,
     start_run,
     update_looks,
     write_failures,
@@ -55,9 +58,11 @@ __all__ = [
     "History",
     "StoreLockedError",
     "connect",
+    "agent_batches",
     "agents_of",
     "agents_of_calls_after",
     "changed_agents",
+    "clear_derived",
     "done_calls",
     "finish_run",
     "last_finished",
@@ -77,6 +82,7 @@ __all__ = [
     "save_call",
     "save_chunk",
     "save_failed_call",
+    "save_text_work",
     "save_voice_prints",
     "schema_sql",
     "start_run",

@@ -26,6 +26,7 @@ class History:
     # call's own text alone, so a night re-detects only its new calls. None: detect every call.
     kept_behaviours: pd.DataFrame | None = None
     kept_hits: pd.DataFrame | None = None
+    kept_words: pd.DataFrame | None = None  # call_words rows of those calls (pairing's words)
 
 
 def done_calls(con: duckdb.DuckDBPyConnection) -> dict[str, StoredFile]:
@@ -61,6 +62,7 @@ def load_history(
     unchanged_since: datetime | None = None,
     changed: Sequence[str] = (),
     kept_columns: Sequence[str] = (),
+    settings_sha256: str | None = None,
 ) -> History:
     """The ok calls of every agent, or of `agents` only: every derived figure of an agent comes
     from that agent's own calls, so a night recomputes only the agents it touched.
@@ -72,7 +74,9 @@ def load_history(
     `unchanged_since` (last_finished's time) with `kept_columns` (call_behaviours columns that
     depend on the call's own text alone): also read those stored rows, and the call's
     utterance_behaviours rows, for the calls stored before then and not `changed` since (text
-    masked again). A call without stored rows is simply detected again."""
+    masked again), and their call_words rows; with `settings_sha256`, likewise for the calls
+    stored since by a run with these settings (their text work was done where they were
+    measured: records.CallTextWork). A call without stored rows is simply detected (cut) again."""
     where, params = "l.status = 'ok'", []
     if agents is not None:
         where += " AND l.agent_id IN (SELECT unnest(?::VARCHAR[]))"
@@ -104,7 +108,9 @@ def load_history(
             params,
         ).df(),
         **(
-            _kept_behaviours(con, where, params, unchanged_since, changed, kept_columns)
+            _kept_behaviours(
+                con, where, params, unchanged_since, changed, kept_columns, settings_sha256
+            )
             if unchanged_since is not None
             else {}
         ),
@@ -118,18 +124,21 @@ def _kept_behaviours(
     since: datetime,
     changed: Sequence[str],
     columns: Sequence[str],
+    settings_sha256: str | None,
 ) -> dict[str, pd.DataFrame]:
     known = {name for name, _ in TABLE["call_behaviours"].columns()}
     unknown = sorted(set(columns) - known)
     if unknown:
         raise ValueError(f"not call_behaviours columns: {unknown}")
-    # the stored rows of calls stored before `since`, not masked again since
+    # the stored rows of calls stored before `since`, or since by a run with these settings, not
+    # masked again since
     kept = (
         "WITH kept AS (SELECT l.call_id FROM call_log l "
-        f"WHERE {where} AND l.processed_at <= ? AND "
+        f"WHERE {where} AND (l.processed_at <= ? OR l.run_id IN "
+        "(SELECT run_id FROM runs WHERE settings_sha256 = ?)) AND "
         "l.call_id NOT IN (SELECT unnest(?::VARCHAR[]))) "
     )
-    kept_params = [*params, since, list(changed)]
+    kept_params = [*params, since, settings_sha256, list(changed)]
     select = ", ".join(f"b.{c}" for c in ["call_id", *columns])
     return {
         "kept_behaviours": con.execute(
@@ -138,12 +147,41 @@ def _kept_behaviours(
         "kept_hits": con.execute(
             f"{kept}SELECT h.* FROM utterance_behaviours h JOIN kept USING (call_id)", kept_params
         ).df(),
+        "kept_words": con.execute(
+            f"{kept}SELECT w.* FROM call_words w JOIN kept USING (call_id)", kept_params
+        ).df(),
     }
+
+
+def agent_batches(
+    con: duckdb.DuckDBPyConnection, agents: Sequence[str] | None, max_calls: int
+) -> list[list[str]]:
+    """`agents` (every agent with an ok call when None) in batches of at most `max_calls` ok
+    calls (an agent with more is a batch of its own), in agent order: the derive stage loads and
+    recomputes one batch at a time, so its memory follows the batch and not the history. An
+    agent asked for without ok calls left is still in a batch: its old rows must go."""
+    counts = dict(
+        con.execute(
+            "SELECT agent_id, count(*) FROM call_log WHERE status = 'ok' AND agent_id IS NOT NULL "
+            "GROUP BY agent_id"
+        ).fetchall()
+    )
+    batches: list[list[str]] = []
+    size = 0
+    for agent in sorted(counts if agents is None else set(agents)):
+        n = counts.get(agent, 0)
+        if not batches or (size + n > max_calls and batches[-1]):
+            batches.append([])
+            size = 0
+        batches[-1].append(agent)
+        size += n
+    return batches
 
 
 def last_finished(con: duckdb.DuckDBPyConnection, settings_sha256: str) -> datetime | None:
     """When the last finished run finished, if it used these settings: every derived row then
-    reflected the calls stored before it. None when no run finished, or with other settings."""
+    reflected the calls stored before it. None when no run finished, or with other settings, or a
+    run with other settings started after it."""
     rows = con.execute(
         """
         SELECT r.settings_sha256, r.finished_at
@@ -151,7 +189,15 @@ def last_finished(con: duckdb.DuckDBPyConnection, settings_sha256: str) -> datet
         WHERE r.status IN ('ok', 'ok_with_failures') AND r.finished_at IS NOT NULL
         ORDER BY r.finished_at DESC LIMIT 1"""
     ).fetchall()  # fetchone() would leave DuckDB 2.0's result open on the connection
-    return rows[0][1] if rows and rows[0][0] == settings_sha256 else None
+    if not rows or rows[0][0] != settings_sha256:
+        return None
+    # a run with other settings since (it died: it did not finish) may have rewritten derived
+    # rows, or stored calls' text work, with those settings: none of it can be kept
+    other = con.execute(
+        "SELECT count(*) FROM runs WHERE started_at > ? AND settings_sha256 IS DISTINCT FROM ?",
+        [rows[0][1], settings_sha256],
+    ).fetchall()[0][0]
+    return None if other else rows[0][1]
 
 
 def top_drift(con: duckdb.DuckDBPyConnection, limit: int = 5) -> pd.DataFrame:

@@ -5,7 +5,7 @@ Base tables are written per call and keyed by call_id (a re-run replaces a call'
 Voice prints are kept across runs, one row per agent: agent_voice_prints.
 Derived tables are recomputed from the whole history on every run:
   call_derived, utterance_derived, agent_baselines, agent_drift, call_pairs, aligned_utterances,
-  call_behaviours, utterance_behaviours (service behaviours, from stored text)
+  call_behaviours, utterance_behaviours (service behaviours, from stored text), call_words
 Run bookkeeping: runs, failures.
 Analyst-facing views join them: calls, utterances, call_metrics (docs/CONTRACTS.md).
 """
@@ -88,6 +88,7 @@ TABLES: tuple[Table, ...] = (
         derived=True,
     ),
     Table("agitation_baselines", (rows.AgitationBaseline,), ("agent_id", "feature"), derived=True),
+    Table("call_words", (rows.CallWords,), ("call_id",), derived=True),
     Table("call_pairs", (rows.PairRow,), ("pair_id",), derived=True),
     Table(
         "aligned_utterances", (rows.AlignedRow,), ("pair_id", "early_utterance_id"), derived=True

@@ -10,7 +10,14 @@ import duckdb
 import pandas as pd
 
 from pipeline.intake import FileLook
-from pipeline.records import TRANSCRIPT_VERSION, CallInput, CallResult, Failure, KnownFields
+from pipeline.records import (
+    TRANSCRIPT_VERSION,
+    CallInput,
+    CallResult,
+    CallTextWork,
+    Failure,
+    KnownFields,
+)
 from pipeline.redact import MASKER_VERSION
 from pipeline.rows import CallRow, FailureRow, RunRow
 from pipeline.speakers.options import VoicePrint
@@ -121,6 +128,39 @@ def _write_calls(
         con, "call_log", pd.DataFrame([asdict(r) for r in call_rows]), replace_key="call_id"
     )
     write_attributions(con, [r.attribution for r in results if r.attribution is not None])
+    save_text_work(con, ids, {r.call.call_id: r.text_work for r in results if r.text_work})
+
+
+def save_text_work(
+    con: duckdb.DuckDBPyConnection, call_ids: Sequence[str], works: Mapping[str, CallTextWork]
+) -> None:
+    """The work on these calls' own text done where they were measured (records.CallTextWork):
+    their call_words row, their call_behaviours row (reciting left null: the derive stage fills
+    it) and utterance_behaviours rows; rows from an earlier processing of them go first. The
+    derive stage keeps them (store.load_history)."""
+    for table in ("call_words", "call_behaviours", "utterance_behaviours"):
+        con.execute(
+            f"DELETE FROM {table} WHERE call_id IN (SELECT unnest(?::VARCHAR[]))", [list(call_ids)]
+        )
+    write_frame(
+        con,
+        "call_words",
+        pd.DataFrame(
+            {"call_id": list(works), "words": [w.words for w in works.values()]},
+            columns=["call_id", "words"],
+        ),
+    )
+    detected = {c: w for c, w in works.items() if w.behaviours is not None}
+    write_frame(
+        con,
+        "call_behaviours",
+        pd.DataFrame([{"call_id": c, **asdict(w.behaviours)} for c, w in detected.items()]),
+    )
+    write_frame(
+        con,
+        "utterance_behaviours",
+        pd.DataFrame([{"call_id": c, **asdict(h)} for c, w in detected.items() for h in w.hits]),
+    )
 
 
 def _write_failed_calls(
@@ -237,6 +277,14 @@ def _write_failures(
         ).fetchall()
         keep = [asdict(r) for r in calls.values() if (r.call_id,) not in ok]
         write_frame(con, "call_log", pd.DataFrame(keep), replace_key="call_id")
+
+
+def clear_derived(con: duckdb.DuckDBPyConnection) -> None:
+    """Empty every derived table (before a full recompute written one batch of agents at a
+    time)."""
+    with transaction(con):
+        for table in DERIVED_TABLES:
+            con.execute(f"DELETE FROM {table}")
 
 
 def replace_derived(
