@@ -25,8 +25,10 @@ ChannelLayout = Literal["agent_left", "agent_right", "mono"]
 # ([run] reprocess_per_run). 1: mono speech packed per voice, greedy decoding. 2: mono speech in
 # time order (transcribe first, attribute after), beam search where greedy is weak. 3: the
 # hotword prompt on by default, text split between turns at sentence ends, masked numbers timed
-# by Whisper's word timing. (Turning [asr] hotword_prompt on or off does not change the version.)
-TRANSCRIPT_VERSION = 3
+# by Whisper's word timing. 4: a prompted window with speech decoded with low confidence is tried
+# again without the prompt (pipeline/transcribe.py unprompted_retry). (Turning [asr]
+# hotword_prompt on or off does not change the version.)
+TRANSCRIPT_VERSION = 4
 Cohort = Literal["early", "current"]
 
 

@@ -92,6 +92,35 @@ def second_pass(
     return out
 
 
+def unprompted_retry(
+    runtime: AsrRuntime, audio: list[np.ndarray], first: list[Decoded], options: AsrOptions
+) -> list[Decoded]:
+    """With the hotword prompt, a window that holds speech but decodes with an average
+    log-probability under Whisper's own fallback threshold (logprob_min) is decoded again
+    without the prompt, and that text kept where it scores higher without looping: a prompt
+    can pull the decoder into copying it. Seen on a sample call: the closing agent turns
+    行，那就先这样，再见 came out as 请问您、您 (-1.42) with the prompt, right (-0.58) without.
+    Windows Whisper hears as silence are left alone (unprompted, noise can read as text)."""
+    if not options.prompt:
+        return first
+    redo = [
+        i
+        for i, r in enumerate(first)
+        if r.avg_logprob < options.logprob_min and r.no_speech_prob <= options.no_speech_max
+    ]
+    if not redo:
+        return first
+    again = decode_batch(runtime, [audio[i] for i in redo], 0.0)
+    out = list(first)
+    for i, plain in zip(redo, again, strict=True):
+        if (
+            plain.avg_logprob > first[i].avg_logprob
+            and plain.compression_ratio <= options.compression_ratio_max
+        ):
+            out[i] = plain
+    return out
+
+
 def unechoed(timed: list[TimedText], result: Decoded, options: AsrOptions) -> list[TimedText]:
     """The timed texts less those that only repeat the hotword prompt in a window Whisper
     itself thinks holds no speech. On silence, noise and hum a prompted Whisper copies its
@@ -119,6 +148,7 @@ def decode_pass(model: AsrModel, windows: list[Window], options: AsrOptions) -> 
         batch = windows[i : i + options.batch_size]
         results = decode_batch(runtime, [w.audio for w in batch], 0.0, prompt=options.prompt)
         results = second_pass(runtime, [w.audio for w in batch], results, options)
+        results = unprompted_retry(runtime, [w.audio for w in batch], results, options)
         for window, result in zip(batch, results, strict=True):
             for temperature in options.fallback_temperatures:
                 # a loop that only repeats the prompt where Whisper hears no speech is dropped
