@@ -243,7 +243,7 @@ def derive_tables(history: History, config: Config) -> dict[str, pd.DataFrame]:
     agitation_base = derive.agitation_baselines(agent_utts, config.agitation)
     utt_derived = (
         derive.utterance_agitation(agent_utts, baselines, agitation_base)
-        if len(agent_utts)
+        if len(baselines)  # no agent with utterances (a batch of calls without agent_id): none
         else pd.DataFrame(columns=["call_id", "utterance_id", "pitch_vs_baseline_st", "agitation"])
     )
     call_ag = derive.call_agitation(
@@ -340,8 +340,9 @@ def update_derived(
     (store.load_history). `derive`: derive_tables, or the flow's task around it. Rows written
     per table."""
     batches = store.agent_batches(con, agents, config.run.derive_batch_calls)
-    if agents is None:
+    if agents is None:  # and the calls without an agent_id, whose rows (rule flags) were cleared
         store.clear_derived(con)
+        batches.append([])
     written: Counter[str] = Counter()
     for batch in batches:
         history = store.load_history(

@@ -181,3 +181,21 @@ def test_a_night_keeps_the_detection_of_unchanged_calls_and_equals_a_full_recomp
         pd.testing.assert_frame_equal(
             _sorted(night[table]), _sorted(full[table]), check_dtype=False, obj=table
         )
+
+
+def test_a_full_recompute_in_batches_still_flags_calls_without_an_agent(tmp_path):
+    """The batched derive (review.update_derived) over every agent also derives the calls stored
+    without an agent_id: their rule flags, as one derive of the whole history gives them."""
+    from pipeline.review import update_derived
+
+    con = duckdb.connect(str(tmp_path / "no_agent.duckdb"))
+    con.execute(schema_sql())
+    _store(con)
+    con.execute("UPDATE call_log SET agent_id = NULL WHERE call_id = 'c1'")
+    config = default_config()
+    whole = derive_tables(load_history(con), config)["call_flags"]
+    update_derived(con, None, config, None)
+    stored = con.execute("SELECT call_id, rule FROM call_flags ORDER BY ALL").fetchall()
+    con.close()
+    assert "c1" in set(whole["call_id"])
+    assert stored == sorted(zip(whole["call_id"], whole["rule"], strict=True))

@@ -64,8 +64,9 @@ def load_history(
     kept_columns: Sequence[str] = (),
     settings_sha256: str | None = None,
 ) -> History:
-    """The ok calls of every agent, or of `agents` only: every derived figure of an agent comes
-    from that agent's own calls, so a night recomputes only the agents it touched.
+    """The ok calls of every agent, or of `agents` only (`[]`: the calls without an agent_id):
+    every derived figure of an agent comes from that agent's own calls, so a night recomputes
+    only the agents it touched.
 
     `utterance_columns`: the utterance_log columns to read (all when None). utterance_log is the
     history's bulk (100 rows a call, 37 columns) and the derive stage reads about a third of
@@ -78,7 +79,9 @@ def load_history(
     stored since by a run with these settings (their text work was done where they were
     measured: records.CallTextWork). A call without stored rows is simply detected (cut) again."""
     where, params = "l.status = 'ok'", []
-    if agents is not None:
+    if agents is not None and not agents:  # no agent: the calls stored without an agent_id
+        where += " AND l.agent_id IS NULL"
+    elif agents is not None:
         where += " AND l.agent_id IN (SELECT unnest(?::VARCHAR[]))"
         params = [list(agents)]
     known = [name for name, _ in TABLE["utterance_log"].columns()]
