@@ -26,9 +26,10 @@ ChannelLayout = Literal["agent_left", "agent_right", "mono"]
 # time order (transcribe first, attribute after), beam search where greedy is weak. 3: the
 # hotword prompt on by default, text split between turns at sentence ends, masked numbers timed
 # by Whisper's word timing. 4: a prompted window with speech decoded with low confidence is tried
-# again without the prompt (pipeline/transcribe.py unprompted_retry). (Turning [asr]
+# again without the prompt (pipeline/transcribe.py unprompted_retry). 5: so is one that loops, and
+# the sampling fallback starts from a fixed seed (the same audio, the same text). (Turning [asr]
 # hotword_prompt on or off does not change the version.)
-TRANSCRIPT_VERSION = 4
+TRANSCRIPT_VERSION = 5
 Cohort = Literal["early", "current"]
 
 

@@ -96,26 +96,30 @@ def unprompted_retry(
     runtime: AsrRuntime, audio: list[np.ndarray], first: list[Decoded], options: AsrOptions
 ) -> list[Decoded]:
     """With the hotword prompt, a window that holds speech but decodes with an average
-    log-probability under Whisper's own fallback threshold (logprob_min) is decoded again
-    without the prompt, and that text kept where it scores higher without looping: a prompt
-    can pull the decoder into copying it. Seen on a sample call: the closing agent turns
-    行，那就先这样，再见 came out as 请问您、您 (-1.42) with the prompt, right (-0.58) without.
+    log-probability under Whisper's own fallback threshold (logprob_min), or loops (compression
+    ratio over compression_ratio_max), is decoded again without the prompt: a prompt can pull the
+    decoder into copying it. The plain text is kept where it does not loop and either the
+    prompted one looped or it scores higher. Seen on a sample call: the closing agent turns
+    对，就这样，还有别的事吗？行，那就先这样，再见 came out as 请问您、您 (-1.42), and in another
+    run as 请问您、您、您… at -0.17 (a loop Whisper is sure of), which the sampling fallback then
+    turned into hotwords or Japanese; decoded without the prompt they are right.
     Windows Whisper hears as silence are left alone (unprompted, noise can read as text)."""
     if not options.prompt:
         return first
+    loops = [r.compression_ratio > options.compression_ratio_max for r in first]
     redo = [
         i
         for i, r in enumerate(first)
-        if r.avg_logprob < options.logprob_min and r.no_speech_prob <= options.no_speech_max
+        if (r.avg_logprob < options.logprob_min or loops[i])
+        and r.no_speech_prob <= options.no_speech_max
     ]
     if not redo:
         return first
     again = decode_batch(runtime, [audio[i] for i in redo], 0.0)
     out = list(first)
     for i, plain in zip(redo, again, strict=True):
-        if (
-            plain.avg_logprob > first[i].avg_logprob
-            and plain.compression_ratio <= options.compression_ratio_max
+        if plain.compression_ratio <= options.compression_ratio_max and (
+            loops[i] or plain.avg_logprob > first[i].avg_logprob
         ):
             out[i] = plain
     return out

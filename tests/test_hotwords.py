@@ -92,3 +92,24 @@ def test_an_echo_is_text_made_only_of_stretches_of_the_prompt():
         assert echoes_prompt(echo, prompt)
     for speech in ("您好，请问您有什么需要？", "我要退款", "啊？", ""):
         assert not echoes_prompt(speech, prompt)
+
+
+def test_a_prompted_window_that_loops_is_decoded_again_without_the_prompt(asr_model):
+    """A sample call's closing agent turns (对，就这样，还有别的事吗？ / 行，那就先这样，再见。),
+    decoded with the prompt, loop on a copy of it (请问您、您、您…) at a log-probability Whisper is
+    sure of; the sampling fallback made hotwords or Japanese of them. Decoded again without the
+    prompt, they are heard."""
+    from pipeline import review
+    from pipeline.manifest import read_manifest
+    from pipeline.vad import load_vad_model
+
+    from .conftest import SAMPLES
+
+    calls, _ = read_manifest(SAMPLES)
+    call = next(c for c in calls if c.call_id == "A03-C-refund")
+    config = replace(CONFIG, asr=ON)
+    prepared = review.prepare_call(call, load_vad_model(), None, config)  # stereo: no voices
+    [transcript] = review.transcribe_chunk([prepared], asr_model, config).values()
+    agent = "".join(u.text for u in transcript.utterances if u.speaker == "agent")
+    assert "还有别的事" in agent and "先这样" in agent, agent
+    assert "您、您" not in agent

@@ -45,6 +45,7 @@ from pipeline.asr.search import whisper_decode
 LANGUAGE = "zh"
 MAX_INITIAL_TIMESTAMP_S = 1.0
 NEG_INF = float("-inf")
+SAMPLING_SEED = 0  # the fallback's sampling: the same audio, the same text
 RESCORE = 8  # text tokens per row whose cheap logits are recomputed exactly
 
 
@@ -361,7 +362,11 @@ def decode_batch(
     features = encode(runtime, log_mels(runtime, audio))
     if temperature == 0 and beam_size <= 1:
         return greedy(runtime, features, prompt)
-    results = whisper_decode(runtime.model, features, temperature, beam_size, prompt)
+    # sampling (temperature > 0) from a fixed seed, in a forked random state: the same audio
+    # gives the same text in every run, and nothing else's randomness moves
+    with torch.random.fork_rng(devices=[features.device] if features.is_cuda else []):
+        torch.manual_seed(SAMPLING_SEED)
+        results = whisper_decode(runtime.model, features, temperature, beam_size, prompt)
     return [
         Decoded(tuple(r.tokens), r.text, r.avg_logprob, r.no_speech_prob, r.compression_ratio)
         for r in results
