@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -247,3 +247,33 @@ def aligned_rows(
             )
         )
     return rows
+
+
+def align_pairs(
+    pairs: Sequence[PairRow],
+    utts: pd.DataFrame,
+    options: AlignOptions,
+    kept: pd.DataFrame | None = None,
+    steady: Container[str] = (),
+) -> pd.DataFrame:
+    """The aligned_utterances rows of the pairs, from the utterances (with their derived
+    figures). `kept`: stored rows of pairs whose two calls are unchanged since they were aligned
+    (store.load_history); a pair of a `steady` agent (baselines as stored, so the deltas too) is
+    taken from them as stored, and only the others are aligned."""
+    if kept is not None and len(kept):
+        ids = {p.pair_id for p in pairs}
+        kept = kept[kept["agent_id"].map(lambda a: a in steady) & kept["pair_id"].isin(ids)]
+    done = set(kept["pair_id"]) if kept is not None else set()
+    todo = [p for p in pairs if p.pair_id not in done]
+    # each paired call's utterances, grouped once (not filtered out of the history per pair), as
+    # plain dicts (utterance_id -> row, in call order): a pandas row lookup per aligned turn cost
+    # more than the alignment
+    paired = {c for p in todo for c in (p.early_call_id, p.current_call_id)}
+    by_call = {
+        call_id: {r["utterance_id"]: r for r in g.sort_values("utterance_id").to_dict("records")}
+        for call_id, g in utts[utts["call_id"].isin(paired)].groupby("call_id")
+    }
+    rows = pd.DataFrame([vars(a) for p in todo for a in aligned_rows(p, by_call, options)])
+    if not done:
+        return rows
+    return pd.concat([kept, rows], ignore_index=True) if len(rows) else kept.reset_index(drop=True)

@@ -18,10 +18,11 @@ Only explanations count: agent utterances of at least `min_chars` characters aft
 from __future__ import annotations
 
 import re
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from pipeline.text import numerals_to_digits, strip_punct
 
@@ -55,16 +56,6 @@ def grams(runs: Sequence[str], n: int) -> set[str]:
     return {r[i : i + n] for r in runs for i in range(len(r) - n + 1)}
 
 
-def _covered(run: str, found: set[str], n: int) -> int:
-    """Characters of run inside at least one n-gram in `found`."""
-    covered = end = 0  # end: where the covered stretch so far ends
-    for i in range(len(run) - n + 1):
-        if run[i : i + n] in found:
-            covered += i + n - max(i, end)
-            end = i + n
-    return covered
-
-
 def _explains(runs: list[str], options: ReciteOptions) -> bool:
     return sum(len(r) for r in runs) >= options.min_chars
 
@@ -94,17 +85,56 @@ def agent_recitals(
     options: ReciteOptions,
 ) -> dict[str, Recital]:
     """One agent's calls (call_id -> the agent's utterance texts) -> each call's Recital."""
-    n = options.n
     runs_of = {
-        call_id: [runs for runs in (segments(t, exempt) for t in texts) if _explains(runs, options)]
+        call_id: [r for t in texts if _explains(runs := segments(t, exempt), options) for r in runs]
         for call_id, texts in calls.items()
     }
-    own = {c: grams([r for runs in u for r in runs], n) for c, u in runs_of.items()}
-    calls_with = Counter(g for gs in own.values() for g in gs)  # in how many calls each n-gram is
-    out = {}
-    for call_id, utterances in runs_of.items():
-        found = {g for g in own[call_id] if calls_with[g] >= 2 or g in kb}
-        chars = sum(len(r) for runs in utterances for r in runs)
-        recited = sum(_covered(r, found, n) for runs in utterances for r in runs)
-        out[call_id] = Recital(chars, recited, recited / chars if chars else None)
-    return out
+    chars, recited = covered_chars(list(runs_of.values()), kb, options.n)
+    return {
+        call_id: Recital(int(c), int(r), float(r / c) if c else None)
+        for call_id, c, r in zip(runs_of, chars, recited, strict=True)
+    }
+
+
+def covered_chars(
+    calls: Sequence[Sequence[str]], kb: frozenset[str], n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per call (its explanation runs): characters, and characters inside an n-gram that also
+    occurs in another of the calls or in `kb`.
+
+    In numpy over one array of all the calls' characters: the n-grams as rows of n code points,
+    numbered exactly by np.unique; a Python set and Counter per call cost most of a night's
+    derive (an agent's calls hold tens of thousands of n-grams each night they are compared).
+    """
+    lengths = np.array([len(r) for runs in calls for r in runs], dtype=np.int64)
+    owner = np.repeat(np.arange(len(calls)), [len(runs) for runs in calls])
+    chars = np.bincount(owner, weights=lengths, minlength=len(calls)).astype(np.int64)
+    recited = np.zeros(len(calls), dtype=np.int64)
+    # each run followed by one padding slot, so no window is cut from two runs
+    codes = np.frombuffer(
+        "".join(r + "\0" for runs in calls for r in runs).encode("utf-32-le"), dtype=np.uint32
+    )
+    run_end = np.repeat(np.cumsum(lengths + 1) - 1, lengths + 1)  # the padding slot of the run
+    starts = np.flatnonzero(np.arange(len(codes)) + n <= run_end)  # windows inside one run
+    if not len(starts):
+        return chars, recited
+    call_at = np.repeat(owner, lengths + 1)
+    rows = np.lib.stride_tricks.sliding_window_view(codes, n)[starts]
+    keys = np.ascontiguousarray(rows).view(np.dtype((np.void, 4 * n))).ravel()
+    unique, gram = np.unique(keys, return_inverse=True)
+    gram = gram.ravel()
+    # in how many calls each n-gram occurs: distinct (n-gram, call) pairs counted per n-gram
+    pairs = np.unique(gram * len(calls) + call_at[starts])
+    found = np.bincount(pairs // len(calls), minlength=len(unique)) >= 2
+    if kb:
+        words = unique.view(np.uint32).reshape(-1, n)
+        found |= np.fromiter(
+            (w.tobytes().decode("utf-32-le") in kb for w in words), bool, len(unique)
+        )
+    hit = starts[found[gram]]
+    # characters inside at least one found window: +1 where a window starts, -1 past its end
+    depth = np.cumsum(
+        np.bincount(hit, minlength=len(codes) + 1) - np.bincount(hit + n, minlength=len(codes) + 1)
+    )[: len(codes)]
+    recited = np.bincount(call_at[depth > 0], minlength=len(calls)).astype(np.int64)
+    return chars, recited
