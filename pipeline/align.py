@@ -261,6 +261,21 @@ def aligned_rows(
     return rows
 
 
+# the utterance columns aligned_rows reads
+_ALIGNED_COLUMNS = (
+    "call_id",
+    "utterance_id",
+    "speaker",
+    "text",
+    "start_s",
+    "end_s",
+    "speech_rate_cpm",
+    "pitch_vs_baseline_st",
+    "loudness_dbfs",
+    "agitation",
+)
+
+
 def align_pairs(
     pairs: Sequence[PairRow],
     utts: pd.DataFrame,
@@ -281,10 +296,11 @@ def align_pairs(
     # plain dicts (utterance_id -> row, in call order): a pandas row lookup per aligned turn cost
     # more than the alignment
     paired = {c for p in todo for c in (p.early_call_id, p.current_call_id)}
-    by_call = {
-        call_id: {r["utterance_id"]: r for r in g.sort_values("utterance_id").to_dict("records")}
-        for call_id, g in utts[utts["call_id"].isin(paired)].groupby("call_id")
-    }
+    by_call: dict[str, dict[int, dict]] = {}
+    columns = [c for c in utts.columns if c in _ALIGNED_COLUMNS]  # one to_dict, not one a call
+    mine = utts.loc[utts["call_id"].isin(paired), columns]
+    for r in mine.sort_values(["call_id", "utterance_id"]).to_dict("records"):
+        by_call.setdefault(r["call_id"], {})[r["utterance_id"]] = r
     rows = pd.DataFrame([vars(a) for p in todo for a in aligned_rows(p, by_call, options)])
     if not done:
         return rows
