@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 from scipy.optimize import linear_sum_assignment
 
 from pipeline.config import AlignOptions
@@ -59,19 +60,25 @@ class AlignedTurn:
     similarity: float
 
 
-def tfidf(docs: list[list[str]]) -> np.ndarray:
-    """L2-normalised TF-IDF rows (smooth idf), a dense matrix: calls are few per agent."""
-    vocab = {t: i for i, t in enumerate(sorted({t for d in docs for t in d}))}
-    if not vocab:
-        return np.zeros((len(docs), 1))
-    tf = np.zeros((len(docs), len(vocab)))
+def tfidf(docs: list[list[str]]) -> sparse.csr_array:
+    """L2-normalised TF-IDF rows (smooth idf), sparse: a turn holds a few dozen of the thousands
+    of n-grams of two calls, and dense products over them were most of aligning a pair."""
+    vocab: dict[str, int] = {}
+    rows, cols, counts = [], [], []
     for r, d in enumerate(docs):
         for t, c in Counter(d).items():
-            tf[r, vocab[t]] = c
-    df = (tf > 0).sum(axis=0)
-    m = tf * (np.log((1 + len(docs)) / (1 + df)) + 1)
-    norm = np.linalg.norm(m, axis=1, keepdims=True)
-    return m / np.where(norm > 0, norm, 1)
+            rows.append(r)
+            cols.append(vocab.setdefault(t, len(vocab)))
+            counts.append(c)
+    if not vocab:
+        return sparse.csr_array((len(docs), 1))
+    tf = sparse.csr_array(
+        (np.array(counts, dtype=np.float64), (rows, cols)), shape=(len(docs), len(vocab))
+    )
+    df = np.bincount(cols, minlength=len(vocab))
+    m = tf.multiply(np.log((1 + len(docs)) / (1 + df)) + 1).tocsr()
+    norm = np.sqrt(np.asarray(m.multiply(m).sum(axis=1))).ravel()
+    return sparse.diags_array(1 / np.where(norm > 0, norm, 1)) @ m
 
 
 def pair_calls(
@@ -93,7 +100,7 @@ def pair_tokens(
     if not early or not current:
         return []
     vecs = tfidf([list(tokens[c]) for c, _ in [*early, *current]])
-    sim = vecs[: len(early)] @ vecs[len(early) :].T
+    sim = (vecs[: len(early)] @ vecs[len(early) :].T).toarray()
     allowed = np.array([[e is None or c is None or e == c for _, c in current] for _, e in early])
     cost = np.where(allowed, -sim, 1e6)  # a forbidden cell costs more than any real pairing
     rows, cols = linear_sum_assignment(cost)
@@ -150,6 +157,26 @@ def agent_turns(utts: list[tuple[int, str, str]], backchannel_max_chars: int = 8
     return turns
 
 
+def _dp_moves(sim: np.ndarray, gap: float) -> list[list[int]]:
+    """The best move into each cell of the alignment grid (0 diagonal, 1 up, 2 left), ties to
+    the first of those, a row at a time in numpy: the cell left of a cell is the only chain, and
+    max(best[j], here[j-1] - gap) unrolls to a running maximum of best[k] + gap * k."""
+    rows, cols = sim.shape
+    move = np.zeros((rows + 1, cols + 1), dtype=np.int8)
+    move[1:, 0], move[0, 1:] = 1, 2
+    above = -gap * np.arange(cols + 1, dtype=np.float64)
+    ramp = gap * np.arange(1, cols + 1, dtype=np.float64)
+    for i in range(1, rows + 1):
+        diag, up = above[:-1] + sim[i - 1], above[1:] - gap
+        best = np.maximum(diag, up)
+        start = -gap * i  # the cell in column 0
+        here = np.maximum.accumulate(np.maximum(best + ramp, start)) - ramp
+        left = np.concatenate([[start], here[:-1]]) - gap
+        move[i, 1:] = np.where(left > best, 2, np.where(diag >= up, 0, 1))
+        above = np.concatenate([[start], np.maximum(best, left)])
+    return move.tolist()
+
+
 def align_turns(early: list[Turn], current: list[Turn], options: AlignOptions) -> list[AlignedTurn]:
     """Monotone alignment maximising total similarity; weak matches are left unaligned."""
     if not early or not current:
@@ -158,28 +185,13 @@ def align_turns(early: list[Turn], current: list[Turn], options: AlignOptions) -
     vec_text = tfidf([char_ngrams(t.text) for t in early + current])
     vec_ctx = tfidf([char_ngrams(t.context) for t in early + current])
     w = options.context_weight
-    sim = (1 - w) * (vec_text[:n] @ vec_text[n:].T) + w * (vec_ctx[:n] @ vec_ctx[n:].T)
+    sim = (1 - w) * (vec_text[:n] @ vec_text[n:].T).toarray() + w * (
+        vec_ctx[:n] @ vec_ctx[n:].T
+    ).toarray()
     gap = options.gap_penalty
     rows, cols = sim.shape
-    # Python floats and lists: the cell loop is scalar work, where numpy's per-call overhead
-    # dominated; ties go to the first of (diagonal, up, left) as np.argmax gave them
+    move = _dp_moves(sim, gap)
     s = sim.tolist()
-    score = [[0.0] * (cols + 1) for _ in range(rows + 1)]
-    move = [[0] * (cols + 1) for _ in range(rows + 1)]  # 0 diag, 1 up, 2 left
-    for i in range(1, rows + 1):
-        score[i][0], move[i][0] = -gap * i, 1
-    for j in range(1, cols + 1):
-        score[0][j], move[0][j] = -gap * j, 2
-    for i in range(1, rows + 1):
-        above, here, s_row = score[i - 1], score[i], s[i - 1]
-        for j in range(1, cols + 1):
-            diag, up, left = above[j - 1] + s_row[j - 1], above[j] - gap, here[j - 1] - gap
-            if diag >= up and diag >= left:
-                move[i][j], here[j] = 0, diag
-            elif up >= left:
-                move[i][j], here[j] = 1, up
-            else:
-                move[i][j], here[j] = 2, left
     out: list[AlignedTurn] = []
     i, j = rows, cols
     while i > 0 and j > 0:
@@ -247,3 +259,49 @@ def aligned_rows(
             )
         )
     return rows
+
+
+# the utterance columns aligned_rows reads
+_ALIGNED_COLUMNS = (
+    "call_id",
+    "utterance_id",
+    "speaker",
+    "text",
+    "start_s",
+    "end_s",
+    "speech_rate_cpm",
+    "pitch_vs_baseline_st",
+    "loudness_dbfs",
+    "agitation",
+)
+
+
+def align_pairs(
+    pairs: Sequence[PairRow],
+    utts: pd.DataFrame,
+    options: AlignOptions,
+    kept: pd.DataFrame | None = None,
+    steady: Container[str] = (),
+) -> pd.DataFrame:
+    """The aligned_utterances rows of the pairs, from the utterances (with their derived
+    figures). `kept`: stored rows of pairs whose two calls are unchanged since they were aligned
+    (store.load_history); a pair of a `steady` agent (baselines as stored, so the deltas too) is
+    taken from them as stored, and only the others are aligned."""
+    if kept is not None and len(kept):
+        ids = {p.pair_id for p in pairs}
+        kept = kept[kept["agent_id"].map(lambda a: a in steady) & kept["pair_id"].isin(ids)]
+    done = set(kept["pair_id"]) if kept is not None else set()
+    todo = [p for p in pairs if p.pair_id not in done]
+    # each paired call's utterances, grouped once (not filtered out of the history per pair), as
+    # plain dicts (utterance_id -> row, in call order): a pandas row lookup per aligned turn cost
+    # more than the alignment
+    paired = {c for p in todo for c in (p.early_call_id, p.current_call_id)}
+    by_call: dict[str, dict[int, dict]] = {}
+    columns = [c for c in utts.columns if c in _ALIGNED_COLUMNS]  # one to_dict, not one a call
+    mine = utts.loc[utts["call_id"].isin(paired), columns]
+    for r in mine.sort_values(["call_id", "utterance_id"]).to_dict("records"):
+        by_call.setdefault(r["call_id"], {})[r["utterance_id"]] = r
+    rows = pd.DataFrame([vars(a) for p in todo for a in aligned_rows(p, by_call, options)])
+    if not done:
+        return rows
+    return pd.concat([kept, rows], ignore_index=True) if len(rows) else kept.reset_index(drop=True)

@@ -126,6 +126,31 @@ def agitation_baselines(utts: pd.DataFrame, spec: AgitationSpec) -> pd.DataFrame
     )
 
 
+def unchanged_agents(
+    new: pd.DataFrame, stored: pd.DataFrame | None, keys: list[str], rtol: float = 1e-9
+) -> set[str]:
+    """The agents (keys[0]) whose rows in `new` are those `stored`, value for value (NaN equal to
+    NaN; floats to `rtol`: the same utterances summed in another order differ in the last bits):
+    what was derived from those rows before still holds."""
+    if stored is None or stored.empty or new.empty:
+        return set()
+    values = [c for c in new.columns if c not in keys]
+    both = new.merge(
+        stored[keys + values], on=keys, how="outer", suffixes=("", "_stored"), indicator=True
+    )
+    same = both["_merge"] == "both"
+    for c in values:
+        a, b = both[c], both[f"{c}_stored"]
+        if a.dtype.kind in "fc" or b.dtype.kind in "fc":
+            x, y = a.astype("float64"), b.astype("float64")
+            equal = np.isclose(x, y, rtol=rtol, atol=0.0) | (x.isna() & y.isna())
+        else:
+            equal = (a == b) | (a.isna() & b.isna())
+        same &= equal
+    agents = same.groupby(both[keys[0]]).all()
+    return set(agents.index[agents])
+
+
 def agitation_scores(utts: pd.DataFrame, base: pd.DataFrame, key: str) -> pd.Series:
     """sum(weight * z) / sum(|weight|) over the features present, z against the baseline rows of
     the same `key` (agent_id, or a customer's call); NaN where no feature is present."""

@@ -280,17 +280,13 @@ def derive_tables(history: History, config: Config) -> dict[str, pd.DataFrame]:
             )
             for p in align.pair_tokens(sides.get("early", []), sides.get("current", []), tokens)
         ]
-    # each paired call's utterances, grouped once (not filtered out of the history per pair)
-    paired = {c for p in pair_rows for c in (p.early_call_id, p.current_call_id)}
-    # as plain dicts (utterance_id -> row, in call order): a pandas row lookup per aligned turn
-    # cost more than the alignment
-    by_call = {
-        call_id: {r["utterance_id"]: r for r in g.sort_values("utterance_id").to_dict("records")}
-        for call_id, g in utts[utts["call_id"].isin(paired)].groupby("call_id")
-    }
-    aligned_rows = [
-        a for pair in pair_rows for a in align.aligned_rows(pair, by_call, config.alignment)
-    ]
+    # an agent whose baselines are as stored keeps the stored alignment of its unchanged pairs
+    steady = derive.unchanged_agents(
+        baselines, history.stored_baselines, ["agent_id"]
+    ) & derive.unchanged_agents(
+        agitation_base, history.stored_agitation_baselines, ["agent_id", "feature"]
+    )
+    aligned = align.align_pairs(pair_rows, utts, config.alignment, history.kept_aligned, steady)
 
     behaviours = behaviour_tables(
         history.utterances,
@@ -318,7 +314,7 @@ def derive_tables(history: History, config: Config) -> dict[str, pd.DataFrame]:
         # vars, not asdict, for these flat records: asdict's deep copy of a night's hundreds of
         # thousands of rows cost seconds
         "call_pairs": pd.DataFrame([vars(p) for p in pair_rows]),
-        "aligned_utterances": pd.DataFrame([vars(a) for a in aligned_rows]),
+        "aligned_utterances": aligned,
     }
 
 

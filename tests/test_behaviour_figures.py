@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from pipeline.behaviours.figures import Spoken, call_behaviours, detect_call
 from pipeline.behaviours.recite import (
     ReciteOptions,
-    _covered,
     agent_recitals,
+    covered_chars,
     knowledge_base,
     read_exempt,
     segments,
@@ -164,14 +164,36 @@ def test_a_complaint_answered_over_several_utterances_is_one_occasion(spec):
     assert fig.agent_empathy_rate == 0.5
 
 
-@given(st.text(alphabet="甲乙丙丁", max_size=40), st.integers(1, 5), st.data())
-def test_covered_characters_are_those_inside_a_found_gram(run, n, data):
-    """_covered counts each character inside at least one found n-gram once, however the found
-    grams overlap or abut (the plain definition, one flag per character)."""
-    grams = sorted({run[i : i + n] for i in range(len(run) - n + 1)})
-    found = set(data.draw(st.lists(st.sampled_from(grams)) if grams else st.just([])))
-    flags = [False] * len(run)
-    for i in range(len(run) - n + 1):
-        if run[i : i + n] in found:
-            flags[i : i + n] = [True] * n
-    assert _covered(run, found, n) == sum(flags)
+def _plain_recitals(
+    calls: dict[str, list[str]], kb: frozenset[str], n: int
+) -> dict[str, tuple[int, int]]:
+    """The definition, one set of n-grams per call and one flag per character."""
+    own = {
+        c: {r[i : i + n] for r in runs for i in range(len(r) - n + 1)} for c, runs in calls.items()
+    }
+    out = {}
+    for c, runs in calls.items():
+        found = {g for g in own[c] if g in kb or sum(g in o for o in own.values()) >= 2}
+        recited = 0
+        for r in runs:
+            flags = [False] * len(r)
+            for i in range(len(r) - n + 1):
+                if r[i : i + n] in found:
+                    flags[i : i + n] = [True] * n
+            recited += sum(flags)
+        out[c] = (sum(len(r) for r in runs), recited)
+    return out
+
+
+@given(
+    st.lists(st.lists(st.text(alphabet="甲乙丙丁", max_size=12), max_size=4), max_size=5),
+    st.integers(1, 5),
+    st.lists(st.text(alphabet="甲乙丙", min_size=1, max_size=5), max_size=3),
+)
+def test_covered_characters_are_those_inside_a_found_gram(calls, n, kb_grams):
+    """Each character inside at least one n-gram found in another call or the knowledge base
+    counts once, however the found grams overlap or abut, and no n-gram spans two runs."""
+    kb = frozenset(g for g in kb_grams if len(g) == n)
+    chars, recited = covered_chars(calls, kb, n)
+    plain = _plain_recitals({str(i): runs for i, runs in enumerate(calls)}, kb, n)
+    assert list(zip(chars.tolist(), recited.tolist(), strict=True)) == list(plain.values())

@@ -256,3 +256,62 @@ def test_text_work_done_where_a_call_is_measured_equals_the_derives(flow_run):
         )
         if call_id in stored_words:
             assert work.words == stored_words[call_id]
+
+
+def test_a_night_keeps_the_alignment_of_steady_agents_and_redoes_the_rest(flow_run, tmp_path):
+    """Aligning turns is most of a night's derive once reciting is cheap. An agent whose baselines
+    come out as stored keeps the stored aligned rows of pairs whose two calls are unchanged since
+    the last finished run; an agent whose baseline moved, or a pair with a call processed again
+    since, is aligned again, and then equals a recompute of the whole history."""
+    import shutil
+    from datetime import datetime, timedelta
+
+    from pipeline import review, store
+
+    db = tmp_path / "copy.duckdb"
+    shutil.copy(flow_run[2], db)
+    config = default_config()
+    con = store.connect(db)
+    try:
+        store.replace_derived(con, review.derive_tables(store.load_history(con), config))
+        pairs = con.execute(
+            "SELECT DISTINCT agent_id, pair_id, current_call_id FROM aligned_utterances ORDER BY 1, 2"
+        ).fetchall()
+        agents = sorted({a for a, _, _ in pairs})
+        assert len(agents) >= 3, pairs
+        moved, redone, steady = agents[:3]
+        redone_pair, redone_call = next((p, c) for a, p, c in pairs if a == redone)
+        # marks a recompute would not write: kept rows keep them
+        con.execute("UPDATE aligned_utterances SET current_text = 'kept'")
+        since = datetime.now()
+        con.execute("UPDATE call_log SET processed_at = ?", [since - timedelta(days=1)])
+        # `moved`: an early utterance louder, so its baselines move; `redone`: one current call
+        # stored again after the last finished run
+        con.execute(
+            "UPDATE utterance_log SET loudness_dbfs = loudness_dbfs + 6 WHERE call_id IN "
+            "(SELECT call_id FROM call_derived JOIN call_log USING (call_id) "
+            "WHERE agent_id = ? AND cohort = 'early') AND speaker = 'agent'",
+            [moved],
+        )
+        con.execute(
+            "UPDATE call_log SET processed_at = ? WHERE call_id = ?",
+            [since + timedelta(hours=1), redone_call],
+        )
+        review.update_derived(con, agents, config, since)
+        after = _rows(con, "aligned_utterances")
+        full = review.derive_tables(store.load_history(con), config)["aligned_utterances"]
+    finally:
+        con.close()
+    kept = after["current_text"] == "kept"
+    assert kept[after["agent_id"] == steady].all()
+    assert not kept[after["agent_id"] == moved].any()
+    assert not kept[after["pair_id"] == redone_pair].any()
+    assert kept[(after["agent_id"] == redone) & (after["pair_id"] != redone_pair)].all()
+    # what was aligned again equals a whole recompute, and nothing else changed but the marks
+    full = full.sort_values(["pair_id", "early_utterance_id"]).reset_index(drop=True)
+    after = after.sort_values(["pair_id", "early_utterance_id"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(
+        after.drop(columns="current_text"), full[after.columns].drop(columns="current_text"),
+        rtol=1e-9, check_dtype=False,
+    )  # fmt: skip
+    assert (after.loc[~kept, "current_text"] == full.loc[~kept, "current_text"]).all()

@@ -27,6 +27,12 @@ class History:
     kept_behaviours: pd.DataFrame | None = None
     kept_hits: pd.DataFrame | None = None
     kept_words: pd.DataFrame | None = None  # call_words rows of those calls (pairing's words)
+    # The agents' stored baselines, and the stored aligned_utterances rows of pairs whose two
+    # calls were stored before the last finished run and not masked again: an agent whose
+    # baselines come out the same keeps those pairs' alignment (it reads nothing else).
+    stored_baselines: pd.DataFrame | None = None
+    stored_agitation_baselines: pd.DataFrame | None = None
+    kept_aligned: pd.DataFrame | None = None
 
 
 def done_calls(con: duckdb.DuckDBPyConnection) -> dict[str, StoredFile]:
@@ -114,10 +120,41 @@ def load_history(
             _kept_behaviours(
                 con, where, params, unchanged_since, changed, kept_columns, settings_sha256
             )
+            | _kept_alignment(con, where, params, unchanged_since, changed)
             if unchanged_since is not None
             else {}
         ),
     )
+
+
+def _kept_alignment(
+    con: duckdb.DuckDBPyConnection,
+    where: str,
+    params: list,
+    since: datetime,
+    changed: Sequence[str],
+) -> dict[str, pd.DataFrame]:
+    agents = f"SELECT DISTINCT l.agent_id FROM call_log l WHERE {where}"
+    # calls whose utterances are as they were when the stored rows were derived: stored before
+    # `since` (a call processed again since has new text) and not masked again
+    old = (
+        f"SELECT l.call_id FROM call_log l WHERE {where} AND l.processed_at <= ? "
+        "AND l.call_id NOT IN (SELECT unnest(?::VARCHAR[]))"
+    )
+    return {
+        "stored_baselines": con.execute(
+            f"SELECT * FROM agent_baselines WHERE agent_id IN ({agents})", params
+        ).df(),
+        "stored_agitation_baselines": con.execute(
+            f"SELECT * FROM agitation_baselines WHERE agent_id IN ({agents})", params
+        ).df(),
+        "kept_aligned": con.execute(
+            f"WITH old AS ({old}) SELECT a.* FROM aligned_utterances a "
+            "WHERE a.early_call_id IN (SELECT call_id FROM old) "
+            "AND a.current_call_id IN (SELECT call_id FROM old)",
+            [*params, since, list(changed)],
+        ).df(),
+    }
 
 
 def _kept_behaviours(
