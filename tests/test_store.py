@@ -53,6 +53,53 @@ def test_write_frame_replaces_rows_with_the_same_key(tmp_path):
     assert con.execute("SELECT similarity FROM call_pairs").fetchall() == [(0.9,)]
 
 
+def test_replacing_some_agents_derived_rows_writes_only_what_changed(tmp_path):
+    con = store.connect(tmp_path / "x.duckdb")
+    rows = [
+        {"pair_id": "a1", "agent_id": "A", "similarity": 0.1},
+        {"pair_id": "a2", "agent_id": "A", "similarity": 0.2},
+        {"pair_id": "a3", "agent_id": "A", "similarity": None},
+        {"pair_id": "a4", "agent_id": "A", "similarity": 0.4},
+        {"pair_id": "b1", "agent_id": "B", "similarity": 0.5},
+    ]
+    store.replace_derived(con, {"call_pairs": pd.DataFrame(rows)})
+    before = dict(con.execute("SELECT pair_id, rowid FROM call_pairs").fetchall())
+    night = [
+        {"pair_id": "a1", "agent_id": "A", "similarity": 0.1},  # as it was
+        {"pair_id": "a2", "agent_id": "A", "similarity": 0.25},  # changed
+        {"pair_id": "a3", "agent_id": "A", "similarity": None},  # as it was, NULL
+        {"pair_id": "a5", "agent_id": "A", "similarity": 0.5},  # new; a4 is gone
+    ]
+    store.replace_derived(con, {"call_pairs": pd.DataFrame(night)}, agents=["A"])
+    got = con.execute(
+        "SELECT pair_id, agent_id, similarity, rowid FROM call_pairs ORDER BY pair_id"
+    ).fetchall()
+    assert [r[:3] for r in got] == [
+        ("a1", "A", 0.1),
+        ("a2", "A", 0.25),
+        ("a3", "A", None),
+        ("a5", "A", 0.5),
+        ("b1", "B", 0.5),
+    ]
+    kept = {r[0]: r[3] for r in got}
+    assert all(kept[k] == before[k] for k in ("a1", "a3", "b1"))  # untouched rows not rewritten
+    assert kept["a2"] != before["a2"]
+
+
+def test_an_agents_derived_rows_beyond_one_row_group_are_all_written(tmp_path):
+    # DuckDB 2.0.0 lost every row here when the comparison table was made by CREATE ... AS
+    # SELECT ... LIMIT 0 inside the transaction (more than 122,880 rows inserted into it)
+    con = store.connect(tmp_path / "x.duckdb")
+    n = 130_000
+    frame = pd.DataFrame({"pair_id": [f"p{i}" for i in range(n)], "agent_id": "A"})
+    frame["similarity"] = [i / n for i in range(n)]
+    store.replace_derived(con, {"call_pairs": frame.iloc[: n // 2]}, agents=["A"])
+    store.replace_derived(con, {"call_pairs": frame}, agents=["A"])
+    assert con.execute("SELECT count(*), sum(similarity) FROM call_pairs").fetchall() == [
+        (n, pytest.approx(frame["similarity"].sum()))
+    ]
+
+
 def test_reader_in_another_process_gives_a_clear_lock_error(tmp_path):
     db = tmp_path / "x.duckdb"
     store.connect(db).close()

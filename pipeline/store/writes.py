@@ -26,6 +26,7 @@ from pipeline.store.db import (
     to_json,
     transaction,
     update_from_frame,
+    write_changed,
     write_frame,
 )
 from pipeline.store.schema import DERIVED_TABLES, TABLE
@@ -309,5 +310,4 @@ def replace_derived(
                 else "call_id IN (SELECT call_id FROM call_log "
                 "WHERE agent_id IN (SELECT unnest($1::VARCHAR[])))"
             )
-            con.execute(f"DELETE FROM {table} WHERE {mine}", [list(agents)])
-            write_frame(con, table, frame)
+            write_changed(con, table, frame, mine, [list(agents)])
