@@ -5,10 +5,12 @@ preparation tasks submitted one chunk ahead, and a chunk's outcome once transcri
 from __future__ import annotations
 
 import time
-from collections.abc import Container, Iterator, Mapping
+from collections.abc import Callable, Container, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import dask
+import numpy as np
+from prefect import get_run_logger
 from prefect.futures import PrefectFuture
 from prefect.task_runners import TaskRunner
 
@@ -16,6 +18,7 @@ from flows.cluster import gpu_annotations, on_cluster
 from flows.tasks import (
     Skipped,
     Unsettled,
+    first_prints_task,
     measure_call_task,
     prepare_call_task,
     transcribe_chunk_task,
@@ -93,9 +96,12 @@ def finish_chunk(
     prints: dict[str, VoicePrint],
     config: Config,
     stored: Container[str],
+    stored_stereo: Callable[[list[str]], list[CallInput]],
 ) -> ChunkOutcome:
     """Wait for the chunk's preparation, attribute its mono calls, transcribe it, measure its
-    calls. `prints` (the agents' voice prints) is updated in place for the next chunk."""
+    calls. `prints` (the agents' voice prints) is updated in place for the next chunk.
+    `stored_stereo(agent_ids)`: those agents' stored stereo calls a first print is built from
+    (store.stored_stereo_calls)."""
     out = ChunkOutcome(
         failures=list(flight.chunk.failures),
         n_skipped=flight.n_skipped,
@@ -117,7 +123,8 @@ def finish_chunk(
         else:
             out.n_hashed += call.call_id in stored
             prepared.append(value)
-    prepared, out.prints, choices = review.attribute_chunk(prepared, prints, config, stored)
+    first = _first_prints(prepared, prints, config, stored_stereo, runner, out)
+    prepared, out.prints, choices = review.attribute_chunk(prepared, prints, config, stored, first)
     prints.update(out.prints)
     transcripts = _transcribe(prepared, config, out, runner)
     measured = [
@@ -143,6 +150,45 @@ def finish_chunk(
         else:
             out.fail(p.call, _reason(future.state))
     return out
+
+
+def _first_prints(
+    prepared: list[PreparedCall],
+    prints: Mapping[str, VoicePrint],
+    config: Config,
+    stored_stereo: Callable[[list[str]], list[CallInput]],
+    runner: TaskRunner,
+    out: ChunkOutcome,
+) -> dict[str, list[np.ndarray | None]]:
+    """The stereo embeddings of agents whose first mono call is in this chunk: their earliest
+    stored stereo calls, then this chunk's, up to [speakers] print_calls_max in all. A failure
+    here costs the chunk its prints, not its calls: the mono calls fall back to recurrence."""
+    lacking = sorted({p.call.agent_id for p in prepared if p.voices} - prints.keys())
+    if not lacking:
+        return {}
+    here = {p.call.call_id for p in prepared}
+    cap = config.speakers.print_calls_max
+    from_store = [c for c in stored_stereo(lacking) if c.call_id not in here]
+    room = {a: cap - sum(c.agent_id == a for c in from_store) for a in lacking}
+    from_chunk = []
+    for p in prepared:
+        if p.voices is None and room.get(p.call.agent_id, 0) > 0:
+            room[p.call.agent_id] -= 1
+            from_chunk.append(p)
+    if not from_store and not from_chunk:
+        return {}
+    future = runner.submit(
+        first_prints_task, {"stored": from_store, "prepared": from_chunk, "config": config}
+    )
+    future.wait()
+    if not future.state.is_completed():
+        get_run_logger().warning(
+            "voice prints of %s not built (their mono calls fall back to recurrence): %s",
+            ", ".join(lacking),
+            _reason(future.state),
+        )
+        return {}
+    return future.result()
 
 
 def _submit_chunk(

@@ -54,7 +54,7 @@ from pipeline.coaching.refresh import refresh_outcomes
 from pipeline.config import Config, find_config_file, load_config
 from pipeline.manifest import check_manifest, iter_manifest, manifest_path
 from pipeline.memory import release_freed_memory
-from pipeline.records import TRANSCRIPT_VERSION
+from pipeline.records import TRANSCRIPT_VERSION, CallInput
 from pipeline.redact import MASKER_VERSION
 from pipeline.rows import RunRow
 from pipeline.transcribe import remask_utterances
@@ -150,6 +150,10 @@ def _review(
         )
         done = {k: v for k, v in done.items() if k not in redo}
         prints = store.load_voice_prints(con)
+
+        def stereo_calls_of(agent_ids: list[str]) -> list[CallInput]:
+            return store.stored_stereo_calls(con, agent_ids, config.speakers.print_calls_max)
+
         columns = (
             TextColumn("{task.description}"),
             BarColumn(),
@@ -163,7 +167,7 @@ def _review(
                 chunks, runner, config, {} if force else done, prints, stored
             )
             for flight in flights:
-                out = finish_chunk(flight, runner, prints, config, stored)
+                out = finish_chunk(flight, runner, prints, config, stored, stereo_calls_of)
                 store.save_chunk(
                     con,
                     run_id,

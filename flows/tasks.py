@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -143,6 +144,13 @@ def prepare_call_task(
         prepared.agent_embedding,
         look,
     )
+
+
+@task(name="first_voice_prints", cache_policy=NO_CACHE)
+def first_prints_task(
+    stored: list[CallInput], prepared: list[PreparedCall], config: Config
+) -> dict[str, list[np.ndarray | None]]:
+    return review.first_print_embeddings(stored, prepared, _vad_model(), _encoder(), config)
 
 
 @task(name="transcribe_chunk", cache_policy=NO_CACHE)

@@ -25,8 +25,25 @@ def short_calls_folder(folder: Path, call_ids: list[str], seconds: float = 20.0)
         name = Path(r["path"]).with_suffix(".wav").name
         sf.write(folder / name, data[: int(seconds * sr)], sr)
         r["path"] = name
+    write_manifest(folder, rows)
+    return folder
+
+
+def mix_to_mono(folder: Path, call_ids: list[str]) -> None:
+    """Mix these calls of a `short_calls_folder` down to one track, as older recording systems
+    store calls, and mark them mono in its manifest."""
+    with open(folder / "manifest.csv", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        if row["call_id"] in call_ids:
+            data, sr = sf.read(folder / row["path"], dtype="float32", always_2d=True)
+            sf.write(folder / row["path"], data.mean(axis=1), sr)
+            row["channels"] = "mono"
+    write_manifest(folder, rows)
+
+
+def write_manifest(folder: Path, rows: list[dict[str, str]]) -> None:
     with open(folder / "manifest.csv", "w", encoding="utf-8", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    return folder

@@ -17,7 +17,7 @@ from pipeline.manifest import read_manifest
 from pipeline.records import Utterance
 from pipeline.vad import load_vad_model
 from tests.cli_runs import differences, finish, start_run
-from tests.folders import short_calls_folder
+from tests.folders import mix_to_mono, short_calls_folder
 
 pytestmark = pytest.mark.slow
 
@@ -91,13 +91,19 @@ def test_a_run_killed_after_its_first_chunk_resumes_storing_every_call_once(fold
     assert statuses == ["interrupted", "ok"]
 
 
-def test_a_forced_re_run_does_not_count_its_calls_into_the_voice_prints_twice(folder, tmp_path):
+def test_a_forced_re_run_does_not_count_its_calls_into_the_voice_prints_twice(tmp_path):
+    """A01's two stereo calls, then their first mono call, one chunk each: the print is built
+    when the mono call's chunk needs it, from the two stereo calls stored by the chunks before.
+    A forced re-run of all three (one chunk) must not add them to the print again."""
+    stereo, mono_call = ["A01-E-refund", "A01-E-billing"], ["A01-C-refund"]
+    folder = short_calls_folder(tmp_path / "calls", stereo + mono_call)
+    mix_to_mono(folder, mono_call)
     db = tmp_path / "prints.duckdb"
-    finish(start_run(folder, db))
+    finish(start_run(folder, db, chunk_calls="1", workers="1"))
     first = _print_counts(db)
-    assert first == {c.split("-")[0]: 1 for c in CALLS}  # one stereo call per agent
+    assert first == {"A01": 2}
     out = finish(start_run(folder, db, ("--force",)))
-    assert f"{len(CALLS)} calls processed" in out
+    assert "3 calls processed" in out
     assert _print_counts(db) == first
 
 

@@ -36,7 +36,12 @@ from pipeline.store.history import (
 from pipeline.store.remask import save_remasked, stale_masked
 from pipeline.store.schema import DERIVED_TABLES, TABLES, schema_sql
 from pipeline.store.snapshot import open_for_run, publish, working_path
-from pipeline.store.voices import load_voice_prints, save_attributions, save_voice_prints
+from pipeline.store.voices import (
+    load_voice_prints,
+    save_attributions,
+    save_voice_prints,
+    stored_stereo_calls,
+)
 from pipeline.store.writes import (
     clear_derived,
     finish_run,
@@ -84,6 +89,7 @@ __all__ = [
     "save_failed_call",
     "save_text_work",
     "save_voice_prints",
+    "stored_stereo_calls",
     "schema_sql",
     "start_run",
     "to_json",

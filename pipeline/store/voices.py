@@ -6,14 +6,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict
 from datetime import datetime
+from pathlib import Path
 
 import duckdb
 import numpy as np
 import pandas as pd
 
+from pipeline.records import CallInput
 from pipeline.rows import AgentVoicePrint, SpeakerAttribution
 from pipeline.speakers.options import VoicePrint
 from pipeline.store.db import transaction, write_frame
@@ -46,6 +48,37 @@ def write_voice_prints(
         for agent_id, p in sorted(prints.items())
     ]
     write_frame(con, "agent_voice_prints", pd.DataFrame([asdict(r) for r in rows]), "agent_id")
+
+
+def stored_stereo_calls(
+    con: duckdb.DuckDBPyConnection, agent_ids: Sequence[str], per_agent: int
+) -> list[CallInput]:
+    """The first `per_agent` stereo calls stored ok of each agent (earliest recorded first), as
+    the manifest rows they came from: what an agent's voice print is built from when the agent's
+    first mono call needs one (pipeline/review.py, `stereo_print_embeddings`)."""
+    rows = con.execute(
+        """SELECT call_id, agent_id, folder, path, recorded_at, agent_hired_at, channels, topic
+           FROM call_log
+           WHERE status = 'ok' AND channels IN ('agent_left', 'agent_right')
+             AND agent_id IN (SELECT unnest(?::VARCHAR[]))
+           QUALIFY row_number() OVER (PARTITION BY agent_id ORDER BY recorded_at, call_id) <= ?
+           ORDER BY agent_id, recorded_at, call_id""",
+        [list(agent_ids), per_agent],
+    ).fetchall()
+    return [
+        CallInput(
+            call_id,
+            agent_id,
+            str(Path(folder) / path),
+            path,
+            folder,
+            recorded_at,
+            hired,
+            channels,
+            topic,
+        )
+        for call_id, agent_id, folder, path, recorded_at, hired, channels, topic in rows
+    ]
 
 
 def load_voice_prints(
