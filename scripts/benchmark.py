@@ -444,6 +444,9 @@ def run_cli(folder: Path, db: Path, threads: int, **settings: str) -> tuple[floa
     """`callreview run FOLDER` on a fresh database in a child process: (wall s, peak RSS MB of
     the child, console output). Called in a worker of its own, so the peak is the run's."""
     env = dict(os.environ, CALLREVIEW_DB=str(db), OMP_NUM_THREADS=str(threads))
+    # The folder was written a moment ago: without this the run leaves every file (and the
+    # manifest) for the next run as still being copied, and stores nothing.
+    env["CALLREVIEW_RUN__SETTLE_S"] = "0"
     env.update({f"CALLREVIEW_RUN__{k.upper()}": v for k, v in settings.items()})
     start = time.perf_counter()
     proc = subprocess.run(
@@ -454,9 +457,9 @@ def run_cli(folder: Path, db: Path, threads: int, **settings: str) -> tuple[floa
         text=True,
     )
     wall = time.perf_counter() - start
-    if proc.returncode != 0:
+    if proc.returncode != 0 or not db.exists():
         output = (proc.stdout + proc.stderr)[-2000:]
-        raise RuntimeError(f"callreview run failed ({proc.returncode}): {output}")
+        raise RuntimeError(f"callreview run failed ({proc.returncode}, no database?): {output}")
     return wall, children_peak_rss_mb(), proc.stdout
 
 
