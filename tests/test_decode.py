@@ -2,6 +2,7 @@
 whisper.decode token for token, batching changes nothing, and the faster compute modes stay
 close to fp32."""
 
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -9,8 +10,10 @@ import pytest
 import torch
 import whisper
 
+from pipeline.asr import CHECKPOINT_NAME, load_asr_runtime
 from pipeline.asr.compute import cpu_has_native_bf16, resolve_compute
 from pipeline.asr.decode import AsrRuntime, decode_batch, log_mels, make_runtime
+from pipeline.asr.measure import RECORD_NAME, candidate_modes, machine_key, measured_compute
 from pipeline.audio import SAMPLE_RATE, load_call
 from pipeline.config import default_config
 from pipeline.evaluation import cer
@@ -126,6 +129,22 @@ def test_compute_modes_resolve():
         resolve_compute("fp16", "cpu")
     with pytest.raises(ValueError):
         resolve_compute("int4", "cpu")
+
+
+def test_auto_is_the_mode_measured_fastest_here_measured_once_and_recorded(asr_model, tmp_path):
+    mode = measured_compute(asr_model, tmp_path)
+    record = json.loads((tmp_path / RECORD_NAME).read_text(encoding="utf-8"))
+    entry = record[machine_key(asr_model.dims)]
+    assert set(entry["seconds"]) == set(candidate_modes())  # bf16 only where it is native
+    assert all(s > 0 for s in entry["seconds"].values())
+    assert mode == entry["mode"] == min(entry["seconds"], key=entry["seconds"].__getitem__)
+    # Later loads read the record, not the clock: a choice written there (by hand) is run.
+    other = next(m for m in candidate_modes() if m != mode)
+    entry["mode"] = other
+    (tmp_path / RECORD_NAME).write_text(json.dumps(record), encoding="utf-8")
+    checkpoint = default_config().run.models_dir / CHECKPOINT_NAME
+    assert load_asr_runtime(str(checkpoint), "cpu", tmp_path, "auto").compute == other
+    assert load_asr_runtime(str(checkpoint), "cpu", tmp_path, "fp32").compute == "fp32"
 
 
 def test_transcribe_takes_a_runtime(fp32, windows, fp32_batch):

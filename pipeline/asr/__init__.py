@@ -12,7 +12,8 @@ Mandarin clip. One module per job:
     prepare.py  run that chain once: models/whisper-base.pt + whisper-base.json
     load.py     what a run calls: resolve_model, model_version, load_asr_model, load_asr_runtime
     decode.py   how the model is run (compute mode) and the fast greedy window decoder
-    compute.py  which compute mode this machine runs, and the bf16 / int8 layer copies
+    compute.py  the compute modes, and the bf16 / int8 layer copies
+    measure.py  which mode `auto` runs here: measured once per machine, recorded in models/
 """
 
 from pipeline.asr.fetch import ModelPrepareError

@@ -21,7 +21,8 @@ pipeline/asr/compute.py):
   bf16  CPUs with native bf16 matmul (AMX / AVX512-BF16): the encoder under bf16 autocast, the
         decoder's Linear layers and attention caches in bf16, the vocabulary as in int8.
   fp16  CUDA: as bf16, in fp16.
-  auto  fp16 on CUDA, bf16 where the CPU has native bf16, else int8.
+  auto  fp16 on CUDA, bf16 where the CPU has native bf16, else int8; a run's loader measures
+        instead which mode is fastest on the CPU, once per machine (pipeline/asr/measure.py).
 Temperature > 0 (the fallback for a looping window) runs whisper.decode on the runtime's
 audio features.
 """
@@ -335,6 +336,20 @@ def greedy(runtime: AsrRuntime, features: Tensor, prompt: str = "") -> list[Deco
     return [
         _result(runtime, out[i, : lengths[i]], float(sums[i]), no_speech[i]) for i in range(n_batch)
     ]
+
+
+def forced_steps(runtime: AsrRuntime, features: Tensor, steps: int) -> None:
+    """`steps` decoder steps over encoded windows, each feeding one fixed token as greedy feeds
+    the chosen one: greedy's per-step work without its rules, for timing a compute mode
+    (pipeline/asr/measure.py)."""
+    n_head = runtime.model.dims.n_text_head
+    with torch.inference_mode():
+        state = _State(runtime.decoder, features, n_head, steps)
+        tokens = torch.full(
+            (len(features), 1), runtime.rules.sot_sequence[0], device=features.device
+        )
+        for pos in range(steps):
+            _logits(runtime, _forward(runtime.decoder, state, tokens, pos, n_head)[:, -1])
 
 
 def _result(runtime: AsrRuntime, tokens: Tensor, sum_logprob: float, no_speech: float) -> Decoded:

@@ -134,7 +134,12 @@ def load_asr_runtime(
     spec: str | None, device: str | None, models_dir: Path, compute: str = "auto"
 ) -> AsrRuntime:
     """load_asr_model, then decide once how it is run ([asr] compute; pipeline.asr.decode):
-    auto | fp32 | bf16 | int8 on CPU, fp16 (or fp32) on CUDA."""
+    auto | fp32 | bf16 | int8 on CPU, fp16 (or fp32) on CUDA. `auto` is the mode measured
+    fastest on this machine (pipeline/asr/measure.py; recorded in models_dir)."""
     from pipeline.asr.decode import make_runtime
+    from pipeline.asr.measure import measured_compute
 
-    return make_runtime(load_asr_model(spec, device, models_dir), compute)
+    model = load_asr_model(spec, device, models_dir)
+    if compute == "auto":
+        compute = measured_compute(model, Path(models_dir))
+    return make_runtime(model, compute)
