@@ -23,7 +23,7 @@ from flows.tasks import (
     prepare_call_task,
     transcribe_chunk_task,
 )
-from pipeline import intake, review
+from pipeline import intake, mono, review
 from pipeline.config import Config
 from pipeline.intake import FileLook, StoredFile
 from pipeline.manifest import ManifestChunk
@@ -221,7 +221,7 @@ def _submit_chunk(
         if intake.is_unchanged(done.get(c.call_id), look):
             n_skipped += 1
             continue
-        embed = c.call_id not in stored and review.needs_print(c.agent_id, prints, config)
+        embed = c.call_id not in stored and mono.needs_print(c.agent_id, prints, config)
         parameters = {
             "call": c,
             "config": config,

@@ -150,7 +150,7 @@ def prepare_call_task(
 def first_prints_task(
     stored: list[CallInput], prepared: list[PreparedCall], config: Config
 ) -> dict[str, list[np.ndarray | None]]:
-    return review.first_print_embeddings(stored, prepared, _vad_model(), _encoder(), config)
+    return mono.first_print_embeddings(stored, prepared, _vad_model(), _encoder(), config)
 
 
 @task(name="transcribe_chunk", cache_policy=NO_CACHE)

@@ -5,7 +5,8 @@ A mono recording mixes agent and customer on one channel. pipeline/speakers/ hol
 this module is what the flow calls, per call and per chunk of calls:
 
   prepare, per mono call:    spans = vad.speech_spans(mix); voices = split_mono(audio, spans, ...)
-  prepare, per stereo call:  emb = stereo_agent_embedding(audio, agent_spans, ...)  (or None)
+  prepare, per stereo call:  emb = agent_channel_embedding(...) where needs_print(agent), or None
+  per chunk, an agent's first mono call:  embs = first_print_embeddings(stored stereo, chunk's)
   per chunk:                 segments, new_prints, choices = attribute_chunk(mono, prints, embs, o)
   after transcription:       transcript, choice = settle_by_phrases(transcript, voices, choice, ...)
   write:                     save_attributions(con, [attribution_row(...), stereo_attribution(...)])
@@ -25,9 +26,11 @@ from collections.abc import Container, Mapping, Sequence
 from dataclasses import replace
 
 import numpy as np
+import torch
 
-from pipeline.config import ConfigError, Lexicon, SpeakerOptions
-from pipeline.records import CallAudio, Segment, Transcript, Utterance
+from pipeline.audio import AudioError, load_call
+from pipeline.config import Config, ConfigError, Lexicon, SpeakerOptions
+from pipeline.records import CallAudio, CallInput, PreparedCall, Segment, Transcript, Utterance
 from pipeline.rows import SpeakerAttribution
 from pipeline.speakers import (
     AgentChoice,
@@ -44,13 +47,17 @@ from pipeline.speakers import (
     split_voices,
 )
 from pipeline.speakers.options import unit
+from pipeline.vad import find_segments
 
 SIDES = ("agent", "customer")
 
 __all__ = [
+    "agent_channel_embedding",
     "attribute_chunk",
     "attribution_row",
+    "first_print_embeddings",
     "load_encoder",
+    "needs_print",
     "service_phrases",
     "settle_by_phrases",
     "split_mono",
@@ -107,6 +114,58 @@ def stereo_agent_embedding(
         spans.append((a, min(b, a + left)))
         left -= spans[-1][1] - a
     return embed_speech(audio.samples("agent"), audio.sr, spans, encoder, options)
+
+
+# ----------------------------------------------------------------------------- voice prints
+
+
+def needs_print(agent_id: str, prints: Mapping[str, VoicePrint], config: Config) -> bool:
+    """Whether a stereo call of this agent should feed the agent's voice print as it is
+    prepared: only once the agent has a print (their first mono call built it,
+    `first_print_embeddings`) that still wants calls."""
+    stored = prints.get(agent_id)
+    return stored is not None and (
+        stored.source != "stereo" or stored.n_calls < config.speakers.print_calls_max
+    )
+
+
+def agent_channel_embedding(
+    audio: CallAudio, segments: Sequence[Segment], encoder: SpeakerEncoder, config: Config
+) -> np.ndarray | None:
+    """stereo_agent_embedding over a stereo call's agent VAD segments."""
+    agent_spans = [(s.start_s, s.end_s) for s in segments if s.speaker == "agent"]
+    return stereo_agent_embedding(audio, agent_spans, encoder, config.speakers)
+
+
+def first_print_embeddings(
+    stored: Sequence[CallInput],
+    prepared: Sequence[PreparedCall],
+    vad_model: torch.nn.Module,
+    encoder: SpeakerEncoder,
+    config: Config,
+) -> dict[str, list[np.ndarray | None]]:
+    """agent_id -> the agent-channel embeddings an agent's first voice print is built from.
+
+    Prints are built only when an agent's first mono call needs one (most agents never have a
+    mono call, and embedding costs about 1 s of CPU per call-minute): from the agent's `stored`
+    stereo calls (pipeline.store.stored_stereo_calls; read again, the one re-read of stored recordings)
+    and this chunk's `prepared` stereo calls (their audio is still in memory). A stored
+    recording that no longer reads is left out: the print is built from the others."""
+    out: dict[str, list[np.ndarray | None]] = {}
+    for call in stored:
+        try:
+            audio = load_call(call.path, call.channels, config.audio)
+        except (AudioError, OSError):
+            continue
+        segments = find_segments(audio, config.vad, vad_model)
+        out.setdefault(call.agent_id, []).append(
+            agent_channel_embedding(audio, segments, encoder, config)
+        )
+    for p in prepared:
+        out.setdefault(p.call.agent_id, []).append(
+            agent_channel_embedding(p.audio, p.segments, encoder, config)
+        )
+    return out
 
 
 # ----------------------------------------------------------------------------- per chunk

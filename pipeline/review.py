@@ -27,7 +27,7 @@ import whisper
 
 from pipeline import align, derive, mono, rules, store
 from pipeline.asr.decode import AsrRuntime
-from pipeline.audio import AudioError, load_call
+from pipeline.audio import load_call
 from pipeline.behaviours.figures import Spoken
 from pipeline.behaviours.tables import CALL_METRICS as BEHAVIOUR_METRICS
 from pipeline.behaviours.tables import KEPT_COLUMNS, behaviour_tables, call_detection
@@ -41,7 +41,6 @@ from pipeline.records import (
     CallResult,
     CallTextWork,
     PreparedCall,
-    Segment,
     Transcript,
     Utterance,
     UtteranceFigures,
@@ -97,44 +96,10 @@ def prepare_call(
         voices = mono.split_mono(audio, spans, encoder, config.speakers, call.call_id)
         return PreparedCall(call, audio, (), voices=voices)
     segments = find_segments(audio, config.vad, vad_model)
-    embedding = _agent_embedding(audio, segments, encoder, config) if embed_agent else None
+    embedding = (
+        mono.agent_channel_embedding(audio, segments, encoder, config) if embed_agent else None
+    )
     return PreparedCall(call, audio, tuple(segments), agent_embedding=embedding)
-
-
-def _agent_embedding(
-    audio: CallAudio, segments: Sequence[Segment], encoder: SpeakerEncoder, config: Config
-) -> np.ndarray | None:
-    agent_spans = [(s.start_s, s.end_s) for s in segments if s.speaker == "agent"]
-    return mono.stereo_agent_embedding(audio, agent_spans, encoder, config.speakers)
-
-
-def first_print_embeddings(
-    stored: Sequence[CallInput],
-    prepared: Sequence[PreparedCall],
-    vad_model: torch.nn.Module,
-    encoder: SpeakerEncoder,
-    config: Config,
-) -> dict[str, list[np.ndarray | None]]:
-    """agent_id -> the agent-channel embeddings an agent's first voice print is built from.
-
-    Prints are built only when an agent's first mono call needs one (most agents never have a
-    mono call, and embedding costs about 1 s of CPU per call-minute): from the agent's `stored`
-    stereo calls (store.stored_stereo_calls; read again, the one re-read of stored recordings)
-    and this chunk's `prepared` stereo calls (their audio is still in memory). A stored
-    recording that no longer reads is left out: the print is built from the others."""
-    out: dict[str, list[np.ndarray | None]] = {}
-    for call in stored:
-        try:
-            audio = load_call(call.path, call.channels, config.audio)
-        except (AudioError, OSError):
-            continue
-        segments = find_segments(audio, config.vad, vad_model)
-        out.setdefault(call.agent_id, []).append(_agent_embedding(audio, segments, encoder, config))
-    for p in prepared:
-        out.setdefault(p.call.agent_id, []).append(
-            _agent_embedding(p.audio, p.segments, encoder, config)
-        )
-    return out
 
 
 def attribute_chunk(
@@ -148,7 +113,7 @@ def attribute_chunk(
     or the voice that recurs across the agent's calls); refresh the prints from the chunk's
     stereo calls. Returns the calls with segments, the prints that changed, and each mono call's
     decision. Calls already `stored` by an earlier run do not feed a recurrence print again.
-    `first_prints`: agents' stereo embeddings from `first_print_embeddings`, for agents whose
+    `first_prints`: agents' stereo embeddings from `mono.first_print_embeddings`, for agents whose
     first mono call is in this chunk."""
     mono_calls = [(p.call.call_id, p.call.agent_id, p.voices) for p in prepared if p.voices]
     stereo: dict[str, list[np.ndarray | None]] = {
@@ -164,16 +129,6 @@ def attribute_chunk(
         replace(p, segments=tuple(segments[p.call.call_id])) if p.voices else p for p in prepared
     ]
     return calls, updated, choices
-
-
-def needs_print(agent_id: str, prints: Mapping[str, VoicePrint], config: Config) -> bool:
-    """Whether a stereo call of this agent should feed the agent's voice print as it is
-    prepared: only once the agent has a print (their first mono call built it,
-    `first_print_embeddings`) that still wants calls."""
-    stored = prints.get(agent_id)
-    return stored is not None and (
-        stored.source != "stereo" or stored.n_calls < config.speakers.print_calls_max
-    )
 
 
 def transcribe_chunk(

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import duckdb
 
-from pipeline import mono, review
+from pipeline import mono
 from pipeline.config import default_config
 from pipeline.manifest import read_manifest
 from pipeline.vad import load_vad_model
@@ -90,6 +90,6 @@ def test_a_stored_stereo_recording_gone_since_is_left_out_of_the_first_print(tmp
     gone = next(c for c in calls if c.call_id == "A01-E-billing")
     Path(gone.path).unlink()  # deleted from the share since it was stored
     config = default_config()
-    got = review.first_print_embeddings(calls, [], load_vad_model(), mono.load_encoder(), config)
+    got = mono.first_print_embeddings(calls, [], load_vad_model(), mono.load_encoder(), config)
     assert list(got) == ["A01"] and len(got["A01"]) == 1
     assert got["A01"][0] is not None and got["A01"][0].shape == (256,)
